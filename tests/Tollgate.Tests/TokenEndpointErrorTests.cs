@@ -160,7 +160,7 @@ public sealed class TokenEndpointErrorTests
         await using var host = await TollgateHost.StartAsync();
         var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
 
-        // Another process holds the file's write lock longer than the server's busy timeout (5 s).
+        // Another process holds the file's write lock longer than the server's busy timeout (3 s).
         using (var blocker = new SqliteConnection($"Data Source={host.DatabasePath};Pooling=False"))
         {
             blocker.Open();
