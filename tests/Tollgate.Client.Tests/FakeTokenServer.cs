@@ -57,6 +57,8 @@ internal sealed class FakeTokenServer : IAsyncDisposable
 
     public ConcurrentQueue<string> InvalidGrants { get; } = new();
 
+    public ConcurrentQueue<string> ApiBodies { get; } = new();
+
     public static async Task<FakeTokenServer> StartAsync()
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -65,7 +67,7 @@ internal sealed class FakeTokenServer : IAsyncDisposable
         var app = builder.Build();
         var server = new FakeTokenServer(app);
         app.MapPost("/auth/o2/token", async (HttpContext context) => await (await server.TokenAsync(context)).ExecuteAsync(context));
-        app.MapGet("/api", (HttpContext context) => server.Api(context).ExecuteAsync(context));
+        app.Map("/api", async (HttpContext context) => await (await server.ApiAsync(context)).ExecuteAsync(context));
         await app.StartAsync();
         var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
         server.TokenEndpoint = new Uri(address, "/auth/o2/token");
@@ -164,9 +166,11 @@ internal sealed class FakeTokenServer : IAsyncDisposable
         });
     }
 
-    private IResult Api(HttpContext context)
+    private async Task<IResult> ApiAsync(HttpContext context)
     {
         Interlocked.Increment(ref _apiRequests);
+        using (var reader = new StreamReader(context.Request.Body))
+            ApiBodies.Enqueue(await reader.ReadToEndAsync());
         var header = context.Request.Headers.Authorization.ToString();
         if (ApiAlwaysUnauthorized || !header.StartsWith("Bearer ", StringComparison.Ordinal) || !_accessTokens.ContainsKey(header["Bearer ".Length..]))
             return Results.StatusCode(401);
