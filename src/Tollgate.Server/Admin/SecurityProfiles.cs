@@ -1,0 +1,110 @@
+using Tollgate.Server.Crypto;
+using Tollgate.Server.Protocol;
+using Tollgate.Server.Storage;
+
+namespace Tollgate.Server.Admin;
+
+internal sealed record ProfileRequest(
+    string Name,
+    IReadOnlyList<string> ReturnUrls,
+    IReadOnlyList<string> Scopes,
+    string? ClientId,
+    string? ClientSecret,
+    bool IsPublic,
+    string? RefreshPolicy);
+
+internal sealed record CreatedProfile(string ClientId, string? ClientSecret, string AppId, RefreshPolicy RefreshPolicy);
+
+/// <summary>Creating and deleting security profiles, shared by the CLI and (later) the developer console.</summary>
+internal static class SecurityProfiles
+{
+    /// <summary>An imported secret must be as hard to guess as a generated one, because only a fast hash protects it.</summary>
+    public const int MinImportedSecretLength = 32;
+
+    public static async Task<AdminResult<CreatedProfile>> CreateAsync(ITokenStore store, ProfileRequest request, TimeProvider time, CancellationToken ct)
+    {
+        // 1. Names and URLs that make sense.
+        if (string.IsNullOrWhiteSpace(request.Name) || request.Name.Length > 200)
+        {
+            return AdminResult<CreatedProfile>.Refused("--name must be 1 to 200 characters");
+        }
+        if (request.ReturnUrls.Count == 0)
+        {
+            return AdminResult<CreatedProfile>.Refused("at least one --return-url is required");
+        }
+        foreach (var url in request.ReturnUrls)
+        {
+            if (ReturnUrlProblem(url) is { } problem)
+            {
+                return AdminResult<CreatedProfile>.Refused(problem);
+            }
+        }
+
+        // 2. Scopes that are well-formed scope tokens.
+        foreach (var scope in request.Scopes)
+        {
+            if (!Scope.TryParse(scope, out var parsed, out var problem) || parsed.Tokens.Count != 1)
+            {
+                return AdminResult<CreatedProfile>.Refused($"--scope '{scope}' is not a single scope token ({problem ?? "contains a space"})");
+            }
+        }
+
+        // 3. Credentials: generated in Amazon's formats, or imported. Public clients have no secret.
+        if (request.IsPublic && request.ClientSecret is not null)
+        {
+            return AdminResult<CreatedProfile>.Refused("a --public profile has no secret; drop --client-secret");
+        }
+        if (!request.IsPublic && request.ClientId is not null && request.ClientSecret is null)
+        {
+            return AdminResult<CreatedProfile>.Refused("--client-id needs --client-secret (or --public)");
+        }
+        if (request.ClientSecret is { Length: < MinImportedSecretLength })
+        {
+            return AdminResult<CreatedProfile>.Refused(
+                $"--client-secret must be at least {MinImportedSecretLength} characters (Amazon's are 64 hex); secrets are stored as SHA-256, which only a long random secret makes safe");
+        }
+        if (request.ClientId is { } givenId && (givenId.Length is 0 or > 128 || givenId.Any(c => c is < '!' or > '~')))
+        {
+            return AdminResult<CreatedProfile>.Refused("--client-id must be 1 to 128 printable ASCII characters without spaces");
+        }
+        var policy = request.RefreshPolicy is null
+            ? (request.IsPublic ? RefreshPolicy.Rotate : RefreshPolicy.Reuse)
+            : RefreshPolicyNames.Parse(request.RefreshPolicy);
+        if (policy is null)
+        {
+            return AdminResult<CreatedProfile>.Refused("--refresh-policy must be reuse or rotate");
+        }
+
+        string clientId = request.ClientId ?? Secrets.NewClientId();
+        string? secret = request.IsPublic ? null : request.ClientSecret ?? Secrets.NewClientSecret();
+        string appId = Secrets.NewAppId();
+        var created = await store.CreateProfileAsync(new NewProfile(
+            clientId, appId, request.Name.Trim(), request.IsPublic, policy.Value,
+            request.ReturnUrls, request.Scopes, secret is null ? null : Secrets.Hash(secret), time.GetUtcNow()), ct);
+        return created
+            ? new CreatedProfile(clientId, secret, appId, policy.Value)
+            : AdminResult<CreatedProfile>.Refused($"a security profile with client id {clientId} already exists");
+    }
+
+    /// <summary>
+    /// Allowed Return URLs are absolute, without fragments (RFC 6749 §3.1.2), and HTTPS except on
+    /// loopback, where native apps listen (RFC 8252 §7.3).
+    /// </summary>
+    public static string? ReturnUrlProblem(string url)
+    {
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || url.Length > 2000)
+        {
+            return $"--return-url '{TokenRequestReader.Printable(url)}' is not an absolute URL";
+        }
+        if (uri.Fragment.Length > 0)
+        {
+            return $"--return-url '{TokenRequestReader.Printable(url)}' must not contain a fragment (RFC 6749 §3.1.2)";
+        }
+        bool https = uri.Scheme == Uri.UriSchemeHttps;
+        bool loopbackHttp = uri.Scheme == Uri.UriSchemeHttp && uri.IsLoopback;
+        bool customScheme = uri.Scheme is not ("http" or "https" or "javascript" or "data" or "file" or "vbscript");
+        return https || loopbackHttp || customScheme
+            ? null
+            : $"--return-url '{TokenRequestReader.Printable(url)}' must be https (http only for 127.0.0.1, [::1] or localhost)";
+    }
+}

@@ -1,0 +1,139 @@
+using System.Buffers;
+using System.Buffers.Text;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Tollgate.Server.Crypto;
+
+/// <summary>
+/// Every random value and every hash Tollgate makes comes from here, so that an auditor reads
+/// one file to know how secrets are born, stored and compared.
+/// </summary>
+/// <remarks>
+/// Design rules, each stopping a known attack:
+/// <list type="bullet">
+/// <item>All randomness comes from <see cref="RandomNumberGenerator"/> (a CSPRNG); never <c>System.Random</c>.</item>
+/// <item>Codes, refresh tokens and client secrets carry at least 256 bits of entropy, so a single
+/// SHA-256 is enough to store them: nobody can brute-force a 2^256 pre-image, and a slow KDF
+/// (PBKDF2, as OpenIddict and Hydra use) would only cost throughput (see docs). Low-entropy
+/// secrets (user passwords) go through ASP.NET Core Identity's PBKDF2 hasher instead.</item>
+/// <item>The store holds only these hashes: a stolen database file yields no usable token.</item>
+/// <item>Comparisons of secret material use <see cref="CryptographicOperations.FixedTimeEquals"/>
+/// so response timing leaks nothing about how many bytes matched.</item>
+/// <item>Logs carry <see cref="ShortHash"/> (8 hex chars of SHA-256), never the value itself.</item>
+/// </list>
+/// </remarks>
+internal static class Secrets
+{
+    public const int HashLength = 32;
+
+    /// <summary>Base64url without padding: the characters survive <c>curl --data</c> and form decoding unchanged.</summary>
+    public static string RandomUrlSafe(int bytes)
+    {
+        Span<byte> buffer = stackalloc byte[bytes];
+        RandomNumberGenerator.Fill(buffer);
+        return Base64Url.EncodeToString(buffer);
+    }
+
+    public static string RandomHex(int bytes)
+    {
+        Span<byte> buffer = stackalloc byte[bytes];
+        RandomNumberGenerator.Fill(buffer);
+        return Convert.ToHexStringLower(buffer);
+    }
+
+    private const string Base32Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+    /// <summary>Upper-case base32, the look of Amazon's account ids (<c>amzn1.account.AF3...</c>).</summary>
+    public static string RandomBase32(int chars)
+    {
+        return RandomNumberGenerator.GetString(Base32Alphabet, chars);
+    }
+
+    /// <summary>SHA-256 of the UTF-8 bytes of a high-entropy secret; what the store keeps.</summary>
+    public static byte[] Hash(string secret)
+    {
+        var hash = new byte[HashLength];
+        Hash(secret, hash);
+        return hash;
+    }
+
+    public static void Hash(ReadOnlySpan<char> secret, Span<byte> destination)
+    {
+        int max = Encoding.UTF8.GetMaxByteCount(secret.Length);
+        byte[]? pooled = null;
+        Span<byte> utf8 = max <= 256 ? stackalloc byte[256] : (pooled = ArrayPool<byte>.Shared.Rent(max));
+        try
+        {
+            int written = Encoding.UTF8.GetBytes(secret, utf8);
+            SHA256.HashData(utf8[..written], destination);
+            CryptographicOperations.ZeroMemory(utf8[..written]);
+        }
+        finally
+        {
+            if (pooled is not null)
+            {
+                ArrayPool<byte>.Shared.Return(pooled);
+            }
+        }
+    }
+
+    /// <summary>Constant-time comparison of a presented secret against a stored hash.</summary>
+    public static bool Matches(ReadOnlySpan<char> presented, ReadOnlySpan<byte> storedHash)
+    {
+        Span<byte> hash = stackalloc byte[HashLength];
+        Hash(presented, hash);
+        return CryptographicOperations.FixedTimeEquals(hash, storedHash);
+    }
+
+    /// <summary>A log-safe fingerprint: enough to correlate lines, useless to an attacker.</summary>
+    public static string ShortHash(ReadOnlySpan<char> secret)
+    {
+        Span<byte> hash = stackalloc byte[HashLength];
+        Hash(secret, hash);
+        return Convert.ToHexStringLower(hash[..4]);
+    }
+
+    /// <summary>
+    /// PKCE (RFC 7636 §4.6): S256 compares BASE64URL(SHA256(ASCII(verifier))) with the challenge;
+    /// plain compares them directly. Both in constant time.
+    /// </summary>
+    public static bool VerifiesPkce(string verifier, string challenge, string method)
+    {
+        if (method == "plain")
+        {
+            return CryptographicOperations.FixedTimeEquals(
+                Encoding.ASCII.GetBytes(verifier), Encoding.ASCII.GetBytes(challenge));
+        }
+        Span<byte> digest = stackalloc byte[HashLength];
+        SHA256.HashData(Encoding.ASCII.GetBytes(verifier), digest);
+        Span<byte> expected = stackalloc byte[43];
+        Base64Url.EncodeToUtf8(digest, expected);
+        return CryptographicOperations.FixedTimeEquals(expected, Encoding.ASCII.GetBytes(challenge));
+    }
+
+    // ---- The shapes of Amazon's identifiers and tokens (PROTOCOL.md) ----
+
+    public const string RefreshTokenPrefix = "Atzr|";
+
+    /// <summary><c>amzn1.application-oa2-client.</c> + 32 lowercase hex.</summary>
+    public static string NewClientId() => "amzn1.application-oa2-client." + RandomHex(16);
+
+    /// <summary>Amazon's newer secret format: <c>amzn1.oa2-cs.v1.</c> + 64 lowercase hex (256 bits).</summary>
+    public static string NewClientSecret() => "amzn1.oa2-cs.v1." + RandomHex(32);
+
+    /// <summary><c>amzn1.application.</c> + 32 lowercase hex.</summary>
+    public static string NewAppId() => "amzn1.application." + RandomHex(16);
+
+    /// <summary><c>amzn1.account.</c> + 28 upper-case base32 characters, like Amazon's account ids.</summary>
+    public static string NewUserId() => "amzn1.account." + RandomBase32(28);
+
+    /// <summary>256 random bits, base64url: safe to paste into <c>curl --data</c>.</summary>
+    public static string NewAuthorizationCode() => RandomUrlSafe(32);
+
+    /// <summary><c>Atzr|</c> + 256 random bits, base64url.</summary>
+    public static string NewRefreshToken() => RefreshTokenPrefix + RandomUrlSafe(32);
+
+    /// <summary>A fresh AES-256 key for sealing access tokens.</summary>
+    public static byte[] NewAccessTokenKey() => RandomNumberGenerator.GetBytes(32);
+}

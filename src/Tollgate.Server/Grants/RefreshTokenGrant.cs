@@ -1,0 +1,86 @@
+using Tollgate.Server.Crypto;
+using Tollgate.Server.Protocol;
+using Tollgate.Server.Storage;
+
+namespace Tollgate.Server.Grants;
+
+/// <summary>
+/// <c>grant_type=refresh_token</c> (RFC 6749 §6), under the security profile's policy: <c>reuse</c>
+/// (Amazon's: the same token stays valid) or <c>rotate</c> (each use returns a successor, with reuse
+/// detection and a grace window, RFC 9700 §4.14).
+/// </summary>
+internal sealed class RefreshTokenGrant(ITokenStore store, AccessTokenIssuer issuer, TimeProvider time, TollgateOptions options) : IGrant
+{
+    public string GrantType => "refresh_token";
+
+    public bool IsAllowedFor(Profile client) => true;
+
+    public async ValueTask<GrantResult> HandleAsync(TokenRequest request, Profile client, CancellationToken ct)
+    {
+        // 1. The request carries something shaped like one of our refresh tokens.
+        if (request.RefreshToken is not { } presented)
+        {
+            return OAuthError.InvalidRequest("The parameter refresh_token is missing.");
+        }
+        if (!presented.StartsWith(Secrets.RefreshTokenPrefix, StringComparison.Ordinal) || presented.Length > 2048)
+        {
+            return OAuthError.InvalidGrant("refresh_token", "It is not a refresh token issued by this server (they start with Atzr|; was '|' sent as %7C?).");
+        }
+
+        // 2. It exists and was issued to this client.
+        var presentedHash = Secrets.Hash(presented);
+        var token = await store.FindRefreshTokenAsync(presentedHash, ct);
+        if (token is null || token.ProfileRowId != client.RowId)
+        {
+            return OAuthError.InvalidGrant("refresh_token", "The refresh token is unknown, or was issued to another client.");
+        }
+
+        // 3. Its grant is alive (not removed by the user, replayed, or revoked).
+        if (token.GrantRevoked)
+        {
+            return GrantRevoked();
+        }
+
+        // 4. A requested scope may narrow, never widen, what was granted (RFC 6749 §6).
+        string scope = token.Scope;
+        if (request.Scope is not null)
+        {
+            if (!Scope.TryParse(request.Scope, out var requested, out var problem))
+            {
+                return OAuthError.InvalidScope($"The scope parameter is malformed: {problem}.");
+            }
+            Scope.TryParse(token.Scope, out var granted, out _);
+            var extra = requested.Outside(granted.Tokens.Contains).ToList();
+            if (extra.Count > 0)
+            {
+                return OAuthError.InvalidScope($"The refresh token was not granted: {string.Join(' ', extra)}. A refresh may only narrow the scope.");
+            }
+            scope = requested.Value;
+        }
+
+        // 5a. reuse: nothing to write; the same refresh token goes back, as Amazon does.
+        if (client.RefreshPolicy == RefreshPolicy.Reuse && token.ConsumedAt is null)
+        {
+            return issuer.Issue(client.ClientId, token.UserId, scope, token.GrantId, presented, echoScope: false);
+        }
+
+        // 5b. rotate: consume it and store the successor atomically, before anyone sees the successor.
+        string successor = Secrets.NewRefreshToken();
+        var outcome = await store.RotateRefreshTokenAsync(presentedHash, Secrets.Hash(successor), time.GetUtcNow(), options.RotationGrace, ct);
+        return outcome switch
+        {
+            RotationOutcome.Rotated or RotationOutcome.ReplayedWithinGrace =>
+                issuer.Issue(client.ClientId, token.UserId, scope, token.GrantId, successor, echoScope: false),
+            RotationOutcome.ReuseDetected => OAuthError.InvalidGrant(
+                "refresh_token",
+                $"This refresh token was already used and replaced more than {options.RotationGraceSeconds} s ago. Replaying it suggests it was "
+                + "stolen, so its whole token family has been revoked (RFC 9700 §4.14); the user must authorize again. "
+                + "Always keep the refresh token returned last."),
+            RotationOutcome.GrantRevoked => GrantRevoked(),
+            _ => OAuthError.InvalidGrant("refresh_token", "The refresh token is unknown, or was issued to another client."),
+        };
+    }
+
+    private static OAuthError GrantRevoked() => OAuthError.InvalidGrant(
+        "refresh_token", "The grant behind this refresh token has been revoked; the user must authorize again.");
+}

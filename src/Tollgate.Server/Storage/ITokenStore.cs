@@ -1,0 +1,77 @@
+namespace Tollgate.Server.Storage;
+
+/// <summary>
+/// Everything the endpoints and the admin commands need from a database, as purpose-built
+/// operations rather than a generic repository. Each method that decides something under
+/// concurrency (redeem a code once, rotate a refresh token once) does so atomically inside the
+/// store, so the guarantee holds across threads, processes and nodes whatever the backend.
+/// </summary>
+/// <remarks>
+/// Secrets cross this boundary only as SHA-256 hashes (see <c>Crypto.Secrets</c>). Methods that
+/// return once a write is durable say so; a caller may answer a client only after they return.
+/// </remarks>
+internal interface ITokenStore : IAsyncDisposable
+{
+    /// <summary>Brings the schema to the current version (idempotent, safe to race).</summary>
+    Task<SchemaStatus> MigrateAsync(CancellationToken ct);
+
+    Task<SchemaStatus> GetSchemaStatusAsync(CancellationToken ct);
+
+    // ---- Security profiles (clients) ----
+
+    Task<Profile?> FindProfileAsync(string clientId, CancellationToken ct);
+
+    /// <summary>A number that changes whenever any profile changes; caches compare it to know when to drop entries.</summary>
+    Task<long> GetProfileGenerationAsync(CancellationToken ct);
+
+    /// <summary>Durable on return. False if the client id is taken.</summary>
+    Task<bool> CreateProfileAsync(NewProfile profile, CancellationToken ct);
+
+    /// <summary>Deletes the profile and, with it, every grant, code and refresh token it had. False if unknown.</summary>
+    Task<bool> DeleteProfileAsync(string clientId, CancellationToken ct);
+
+    // ---- Users ----
+
+    /// <summary>Durable on return. False if the email is taken.</summary>
+    Task<bool> CreateUserAsync(NewUser user, CancellationToken ct);
+
+    Task<User?> FindUserByEmailAsync(string email, CancellationToken ct);
+
+    Task<User?> FindUserByUserIdAsync(string userId, CancellationToken ct);
+
+    // ---- Authorization codes ----
+
+    /// <summary>Durable on return.</summary>
+    Task InsertCodeAsync(NewCode code, CancellationToken ct);
+
+    Task<AuthorizationCode?> FindCodeAsync(byte[] codeHash, CancellationToken ct);
+
+    /// <summary>
+    /// Marks the code redeemed and creates its grant and first refresh token, all or nothing, durable on return.
+    /// A code already redeemed is not redeemed again: its grant is revoked instead (RFC 6749 §4.1.2).
+    /// </summary>
+    Task<CodeRedemption> RedeemCodeAsync(byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, CancellationToken ct);
+
+    // ---- Refresh tokens and grants ----
+
+    Task<RefreshToken?> FindRefreshTokenAsync(byte[] tokenHash, CancellationToken ct);
+
+    /// <summary>
+    /// For the <c>rotate</c> policy: consumes the presented token and stores its successor, atomically, durable on return.
+    /// A token consumed less than <paramref name="graceWindow"/> ago still yields a successor; one consumed earlier
+    /// revokes its whole grant (RFC 9700 §4.14).
+    /// </summary>
+    Task<RotationOutcome> RotateRefreshTokenAsync(
+        byte[] presentedHash, byte[] successorHash, DateTimeOffset now, TimeSpan graceWindow, CancellationToken ct);
+
+    /// <summary>True while the grant exists and is not revoked; access tokens die with their grant.</summary>
+    Task<bool> IsGrantActiveAsync(long grantId, CancellationToken ct);
+
+    // ---- Keys ----
+
+    /// <summary>
+    /// The AES-256 keys that seal access tokens, shared by every node. When there are none yet,
+    /// <paramref name="candidateKey"/> becomes the first (whoever commits first wins a start-up race).
+    /// </summary>
+    Task<AccessTokenKeys> GetOrCreateAccessTokenKeysAsync(byte[] candidateKey, DateTimeOffset now, CancellationToken ct);
+}

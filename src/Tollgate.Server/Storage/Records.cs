@@ -1,0 +1,119 @@
+namespace Tollgate.Server.Storage;
+
+/// <summary>What a security profile does with a refresh token when it is used.</summary>
+internal enum RefreshPolicy
+{
+    /// <summary>The token stays valid until revoked (Amazon's behaviour); default for confidential clients.</summary>
+    Reuse,
+
+    /// <summary>Each use consumes the token and returns a successor; default for public clients.</summary>
+    Rotate,
+}
+
+internal static class RefreshPolicyNames
+{
+    public static string ToName(this RefreshPolicy policy) => policy == RefreshPolicy.Rotate ? "rotate" : "reuse";
+
+    public static RefreshPolicy? Parse(string? name) => name switch
+    {
+        "reuse" => RefreshPolicy.Reuse,
+        "rotate" => RefreshPolicy.Rotate,
+        _ => null,
+    };
+}
+
+/// <summary>A client secret as stored: its SHA-256, and when it stops working (null: never).</summary>
+internal sealed record ClientSecretHash(byte[] Hash, DateTimeOffset? ExpiresAt);
+
+/// <summary>A security profile (an OAuth client).</summary>
+internal sealed record Profile(
+    long RowId,
+    string ClientId,
+    string AppId,
+    string Name,
+    bool IsPublic,
+    RefreshPolicy RefreshPolicy,
+    IReadOnlyList<string> ReturnUrls,
+    IReadOnlySet<string> RegisteredScopes,
+    IReadOnlyList<ClientSecretHash> Secrets);
+
+internal sealed record NewProfile(
+    string ClientId,
+    string AppId,
+    string Name,
+    bool IsPublic,
+    RefreshPolicy RefreshPolicy,
+    IReadOnlyList<string> ReturnUrls,
+    IReadOnlyList<string> RegisteredScopes,
+    byte[]? SecretHash,
+    DateTimeOffset CreatedAt);
+
+internal sealed record User(long RowId, string UserId, string Email, string Name, string PasswordHash);
+
+internal sealed record NewUser(string UserId, string Email, string Name, string PasswordHash, DateTimeOffset CreatedAt);
+
+internal sealed record NewCode(
+    byte[] CodeHash,
+    long ProfileRowId,
+    long UserRowId,
+    string RedirectUri,
+    string Scope,
+    string? CodeChallenge,
+    string? CodeChallengeMethod,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset ExpiresAt);
+
+internal sealed record AuthorizationCode(
+    long ProfileRowId,
+    string UserId,
+    string RedirectUri,
+    string Scope,
+    string? CodeChallenge,
+    string? CodeChallengeMethod,
+    DateTimeOffset ExpiresAt,
+    bool Redeemed);
+
+internal enum CodeRedemptionOutcome
+{
+    Redeemed,
+
+    /// <summary>The code had been redeemed before; the grant it produced is now revoked.</summary>
+    Replayed,
+
+    Unknown,
+}
+
+internal readonly record struct CodeRedemption(CodeRedemptionOutcome Outcome, long GrantId);
+
+/// <summary>A refresh token as found by its hash, with the grant it belongs to.</summary>
+internal sealed record RefreshToken(
+    long GrantId,
+    long ProfileRowId,
+    string UserId,
+    string Scope,
+    DateTimeOffset? ConsumedAt,
+    bool GrantRevoked);
+
+internal enum RotationOutcome
+{
+    /// <summary>The token was live; it is now consumed and the successor stored.</summary>
+    Rotated,
+
+    /// <summary>The token was consumed within the grace window; a successor was stored anyway.</summary>
+    ReplayedWithinGrace,
+
+    /// <summary>The token was consumed before the grace window; its whole grant is now revoked.</summary>
+    ReuseDetected,
+
+    /// <summary>The grant was already revoked.</summary>
+    GrantRevoked,
+
+    Unknown,
+}
+
+internal sealed record AccessTokenKeys(IReadOnlyDictionary<int, byte[]> Keys, int CurrentKeyId);
+
+internal sealed record SchemaStatus(int CurrentVersion, int LatestVersion)
+{
+    public bool IsCurrent => CurrentVersion == LatestVersion;
+}

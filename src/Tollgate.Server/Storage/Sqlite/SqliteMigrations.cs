@@ -1,0 +1,146 @@
+namespace Tollgate.Server.Storage.Sqlite;
+
+/// <summary>
+/// The schema, as an append-only list of migrations. A database records the version it is at
+/// in <c>PRAGMA user_version</c>; opening it applies the missing steps in one transaction, so an
+/// older file is upgraded in place and a crash mid-upgrade leaves it at the old version.
+/// Never edit a released step: add a new one.
+/// </summary>
+internal static class SqliteMigrations
+{
+    public static readonly IReadOnlyList<string> Steps =
+    [
+        // v1: security profiles, users, codes, grants and refresh tokens.
+        // Times are Unix milliseconds. Secrets, codes and refresh tokens appear only as SHA-256 hashes.
+        """
+        CREATE TABLE meta (
+            key   TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        INSERT INTO meta (key, value) VALUES ('profile_generation', 0);
+
+        CREATE TABLE access_token_keys (
+            id         INTEGER PRIMARY KEY,
+            material   BLOB NOT NULL,
+            created_at INTEGER NOT NULL
+        );
+
+        CREATE TABLE profiles (
+            id             INTEGER PRIMARY KEY,
+            client_id      TEXT NOT NULL UNIQUE,
+            app_id         TEXT NOT NULL UNIQUE,
+            name           TEXT NOT NULL,
+            is_public      INTEGER NOT NULL,
+            refresh_policy TEXT NOT NULL CHECK (refresh_policy IN ('reuse', 'rotate')),
+            created_at     INTEGER NOT NULL
+        );
+
+        CREATE TABLE profile_return_urls (
+            profile_id INTEGER NOT NULL REFERENCES profiles (id) ON DELETE CASCADE,
+            url        TEXT NOT NULL,
+            PRIMARY KEY (profile_id, url)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE profile_scopes (
+            profile_id INTEGER NOT NULL REFERENCES profiles (id) ON DELETE CASCADE,
+            scope      TEXT NOT NULL,
+            PRIMARY KEY (profile_id, scope)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE client_secrets (
+            id          INTEGER PRIMARY KEY,
+            profile_id  INTEGER NOT NULL REFERENCES profiles (id) ON DELETE CASCADE,
+            secret_hash BLOB NOT NULL,
+            created_at  INTEGER NOT NULL,
+            expires_at  INTEGER
+        );
+        CREATE INDEX client_secrets_by_profile ON client_secrets (profile_id);
+
+        CREATE TABLE users (
+            id            INTEGER PRIMARY KEY,
+            user_id       TEXT NOT NULL UNIQUE,
+            email         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            name          TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            created_at    INTEGER NOT NULL
+        );
+
+        CREATE TABLE grants (
+            id             INTEGER PRIMARY KEY,
+            profile_id     INTEGER NOT NULL REFERENCES profiles (id) ON DELETE CASCADE,
+            user_id        INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            scope          TEXT NOT NULL,
+            created_at     INTEGER NOT NULL,
+            revoked_at     INTEGER,
+            revoked_reason TEXT
+        );
+        CREATE INDEX grants_by_profile ON grants (profile_id);
+        CREATE INDEX grants_by_user ON grants (user_id);
+
+        CREATE TABLE authorization_codes (
+            code_hash             BLOB PRIMARY KEY,
+            profile_id            INTEGER NOT NULL REFERENCES profiles (id) ON DELETE CASCADE,
+            user_id               INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            redirect_uri          TEXT NOT NULL,
+            scope                 TEXT NOT NULL,
+            code_challenge        TEXT,
+            code_challenge_method TEXT,
+            created_at            INTEGER NOT NULL,
+            expires_at            INTEGER NOT NULL,
+            redeemed_at           INTEGER,
+            grant_id              INTEGER REFERENCES grants (id) ON DELETE CASCADE
+        ) WITHOUT ROWID;
+
+        CREATE TABLE refresh_tokens (
+            token_hash  BLOB PRIMARY KEY,
+            grant_id    INTEGER NOT NULL REFERENCES grants (id) ON DELETE CASCADE,
+            created_at  INTEGER NOT NULL,
+            consumed_at INTEGER
+        ) WITHOUT ROWID;
+        CREATE INDEX refresh_tokens_by_grant ON refresh_tokens (grant_id);
+        """,
+
+        // v2: indexes for housekeeping, so that pruning expired codes, consumed refresh tokens and
+        // revoked grants reads only what it deletes instead of scanning whole tables.
+        """
+        CREATE INDEX authorization_codes_by_expiry ON authorization_codes (expires_at);
+        CREATE INDEX refresh_tokens_consumed ON refresh_tokens (consumed_at) WHERE consumed_at IS NOT NULL;
+        CREATE INDEX grants_revoked ON grants (revoked_at) WHERE revoked_at IS NOT NULL;
+        """,
+    ];
+
+    public static int LatestVersion => Steps.Count;
+
+    /// <summary>Applies the steps after the file's version up to <paramref name="target"/>; returns the version reached.</summary>
+    public static int Apply(SqliteSession session, int target)
+    {
+        session.Execute("BEGIN IMMEDIATE");
+        try
+        {
+            int current = ReadVersion(session);
+            if (current > LatestVersion)
+            {
+                throw new StoreSchemaException(
+                    $"the database is at schema version {current}, newer than this tollgate knows ({LatestVersion}); upgrade tollgate");
+            }
+            for (int version = current + 1; version <= target; version++)
+            {
+                session.Execute(Steps[version - 1]);
+                session.Execute($"PRAGMA user_version = {version}");
+            }
+            session.Execute("COMMIT");
+            return Math.Max(current, target);
+        }
+        catch
+        {
+            session.Execute("ROLLBACK");
+            throw;
+        }
+    }
+
+    public static int ReadVersion(SqliteSession session) =>
+        Convert.ToInt32(session.Command("PRAGMA user_version").ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+}
+
+/// <summary>The database cannot be used by this version of Tollgate (too new, or not a Tollgate database).</summary>
+internal sealed class StoreSchemaException(string message) : Exception(message);

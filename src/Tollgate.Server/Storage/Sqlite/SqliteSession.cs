@@ -1,0 +1,58 @@
+using Microsoft.Data.Sqlite;
+
+namespace Tollgate.Server.Storage.Sqlite;
+
+/// <summary>
+/// One open connection with its prepared statements. SQLite compiles a statement once per
+/// command object, so keeping the commands alive per connection saves a parse on every request.
+/// A session is used by one thread at a time (the writer owns one; readers rent them from a pool).
+/// </summary>
+internal sealed class SqliteSession : IDisposable
+{
+    private readonly Dictionary<string, SqliteCommand> _commands = new(StringComparer.Ordinal);
+
+    public SqliteSession(string connectionString)
+    {
+        Connection = new SqliteConnection(connectionString);
+        Connection.Open();
+        // Per-connection settings. synchronous=FULL in WAL mode fsyncs the WAL on every commit:
+        // a commit that returned survives power loss, not just a process crash. busy_timeout lets
+        // the admin CLI and a running server (or two servers) share the file without SQLITE_BUSY.
+        Execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;");
+    }
+
+    public SqliteConnection Connection { get; }
+
+    /// <summary>A cached, prepared command with its parameters cleared.</summary>
+    public SqliteCommand Command(string sql)
+    {
+        if (!_commands.TryGetValue(sql, out var command))
+        {
+            command = Connection.CreateCommand();
+            command.CommandText = sql;
+            _commands[sql] = command;
+        }
+        command.Parameters.Clear();
+        return command;
+    }
+
+    public int Execute(string sql) => Command(sql).ExecuteNonQuery();
+
+    public void Dispose()
+    {
+        foreach (var command in _commands.Values)
+        {
+            command.Dispose();
+        }
+        Connection.Dispose();
+    }
+}
+
+internal static class SqliteCommandExtensions
+{
+    public static SqliteCommand With(this SqliteCommand command, string name, object? value)
+    {
+        command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        return command;
+    }
+}

@@ -1,0 +1,338 @@
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+
+namespace Tollgate.Server.Storage.Sqlite;
+
+/// <summary>
+/// The embedded store: one SQLite file in WAL mode with full sync. Reads run on pooled
+/// connections; writes go through <see cref="GroupCommitWriter"/>, which also makes every
+/// check-then-write below atomic (one writer, inside BEGIN IMMEDIATE).
+/// </summary>
+internal sealed class SqliteTokenStore : ITokenStore
+{
+    private readonly string _connectionString;
+    private readonly ReaderPool _readers;
+    private readonly GroupCommitWriter _writer;
+
+    private SqliteTokenStore(string connectionString)
+    {
+        _connectionString = connectionString;
+        _readers = new ReaderPool(connectionString);
+        _writer = new GroupCommitWriter(connectionString);
+    }
+
+    /// <summary>Opens (creating if needed) the file at <paramref name="path"/>. Does not migrate.</summary>
+    public static SqliteTokenStore Open(string path)
+    {
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (directory is not null)
+        {
+            Directory.CreateDirectory(directory);
+        }
+        var builder = new SqliteConnectionStringBuilder
+        {
+            DataSource = path,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            // We keep our own long-lived connections (ReaderPool, GroupCommitWriter) with prepared statements.
+            Pooling = false,
+        };
+        return new SqliteTokenStore(builder.ToString());
+    }
+
+    public GroupCommitWriter Writer => _writer;
+
+    public Task<SchemaStatus> MigrateAsync(CancellationToken ct) => MigrateToAsync(SqliteMigrations.LatestVersion);
+
+    /// <summary>Migrates to a given version; tests use it to build an old file and upgrade it.</summary>
+    internal Task<SchemaStatus> MigrateToAsync(int version)
+    {
+        // Migrations run on a connection of their own, outside the group commit, because they are
+        // DDL in one all-or-nothing transaction; BEGIN IMMEDIATE makes racing processes take turns.
+        using var session = new SqliteSession(_connectionString);
+        int reached = SqliteMigrations.Apply(session, version);
+        return Task.FromResult(new SchemaStatus(reached, SqliteMigrations.LatestVersion));
+    }
+
+    public Task<SchemaStatus> GetSchemaStatusAsync(CancellationToken ct) =>
+        Task.FromResult(_readers.Read(s => new SchemaStatus(SqliteMigrations.ReadVersion(s), SqliteMigrations.LatestVersion)));
+
+    // ---- Profiles ----
+
+    public Task<Profile?> FindProfileAsync(string clientId, CancellationToken ct) => Task.FromResult(_readers.Read(s =>
+    {
+        // One statement, so the profile and its lists come from one consistent snapshot.
+        using var reader = s.Command("""
+            SELECT p.id, p.client_id, p.app_id, p.name, p.is_public, p.refresh_policy,
+                   (SELECT json_group_array(url) FROM profile_return_urls WHERE profile_id = p.id),
+                   (SELECT json_group_array(scope) FROM profile_scopes WHERE profile_id = p.id),
+                   (SELECT json_group_array(json_array(hex(secret_hash), expires_at)) FROM client_secrets WHERE profile_id = p.id)
+            FROM profiles p WHERE p.client_id = $client_id
+            """).With("$client_id", clientId).ExecuteReader();
+        if (!reader.Read())
+        {
+            return null;
+        }
+        var secrets = new List<ClientSecretHash>();
+        using (var doc = JsonDocument.Parse(reader.GetString(8)))
+        {
+            foreach (var entry in doc.RootElement.EnumerateArray())
+            {
+                var expires = entry[1].ValueKind == JsonValueKind.Null
+                    ? (DateTimeOffset?)null
+                    : DateTimeOffset.FromUnixTimeMilliseconds(entry[1].GetInt64());
+                secrets.Add(new ClientSecretHash(Convert.FromHexString(entry[0].GetString()!), expires));
+            }
+        }
+        return new Profile(
+            RowId: reader.GetInt64(0),
+            ClientId: reader.GetString(1),
+            AppId: reader.GetString(2),
+            Name: reader.GetString(3),
+            IsPublic: reader.GetInt64(4) != 0,
+            RefreshPolicy: RefreshPolicyNames.Parse(reader.GetString(5)) ?? RefreshPolicy.Reuse,
+            ReturnUrls: JsonSerializer.Deserialize(reader.GetString(6), StoreJson.Default.StringArray)!,
+            RegisteredScopes: new HashSet<string>(JsonSerializer.Deserialize(reader.GetString(7), StoreJson.Default.StringArray)!, StringComparer.Ordinal),
+            Secrets: secrets);
+    }));
+
+    public Task<long> GetProfileGenerationAsync(CancellationToken ct) => Task.FromResult(_readers.Read(s =>
+        (long)s.Command("SELECT value FROM meta WHERE key = 'profile_generation'").ExecuteScalar()!));
+
+    public Task<bool> CreateProfileAsync(NewProfile profile, CancellationToken ct) => _writer.WriteAsync(s =>
+    {
+        long? taken = (long?)s.Command("SELECT id FROM profiles WHERE client_id = $c OR app_id = $a")
+            .With("$c", profile.ClientId).With("$a", profile.AppId).ExecuteScalar();
+        if (taken is not null)
+        {
+            return false;
+        }
+        long created = profile.CreatedAt.ToUnixTimeMilliseconds();
+        long id = (long)s.Command("""
+            INSERT INTO profiles (client_id, app_id, name, is_public, refresh_policy, created_at)
+            VALUES ($c, $a, $n, $p, $r, $t) RETURNING id
+            """).With("$c", profile.ClientId).With("$a", profile.AppId).With("$n", profile.Name)
+            .With("$p", profile.IsPublic ? 1 : 0).With("$r", profile.RefreshPolicy.ToName()).With("$t", created)
+            .ExecuteScalar()!;
+        foreach (var url in profile.ReturnUrls.Distinct(StringComparer.Ordinal))
+        {
+            s.Command("INSERT INTO profile_return_urls (profile_id, url) VALUES ($p, $u)").With("$p", id).With("$u", url).ExecuteNonQuery();
+        }
+        foreach (var scope in profile.RegisteredScopes.Distinct(StringComparer.Ordinal))
+        {
+            s.Command("INSERT INTO profile_scopes (profile_id, scope) VALUES ($p, $s)").With("$p", id).With("$s", scope).ExecuteNonQuery();
+        }
+        if (profile.SecretHash is not null)
+        {
+            s.Command("INSERT INTO client_secrets (profile_id, secret_hash, created_at) VALUES ($p, $h, $t)")
+                .With("$p", id).With("$h", profile.SecretHash).With("$t", created).ExecuteNonQuery();
+        }
+        BumpProfileGeneration(s);
+        return true;
+    });
+
+    public Task<bool> DeleteProfileAsync(string clientId, CancellationToken ct) => _writer.WriteAsync(s =>
+    {
+        // ON DELETE CASCADE removes secrets, return URLs, scopes, codes, grants and refresh tokens;
+        // access tokens die too, because tokeninfo requires their profile and grant to exist.
+        int deleted = s.Command("DELETE FROM profiles WHERE client_id = $c").With("$c", clientId).ExecuteNonQuery();
+        if (deleted > 0)
+        {
+            BumpProfileGeneration(s);
+        }
+        return deleted > 0;
+    });
+
+    private static void BumpProfileGeneration(SqliteSession s) =>
+        s.Execute("UPDATE meta SET value = value + 1 WHERE key = 'profile_generation'");
+
+    // ---- Users ----
+
+    public Task<bool> CreateUserAsync(NewUser user, CancellationToken ct) => _writer.WriteAsync(s =>
+    {
+        long? taken = (long?)s.Command("SELECT id FROM users WHERE email = $e OR user_id = $u")
+            .With("$e", user.Email).With("$u", user.UserId).ExecuteScalar();
+        if (taken is not null)
+        {
+            return false;
+        }
+        s.Command("INSERT INTO users (user_id, email, name, password_hash, created_at) VALUES ($u, $e, $n, $h, $t)")
+            .With("$u", user.UserId).With("$e", user.Email).With("$n", user.Name).With("$h", user.PasswordHash)
+            .With("$t", user.CreatedAt.ToUnixTimeMilliseconds()).ExecuteNonQuery();
+        return true;
+    });
+
+    public Task<User?> FindUserByEmailAsync(string email, CancellationToken ct) =>
+        Task.FromResult(FindUser("email", email));
+
+    public Task<User?> FindUserByUserIdAsync(string userId, CancellationToken ct) =>
+        Task.FromResult(FindUser("user_id", userId));
+
+    private User? FindUser(string column, string value) => _readers.Read(s =>
+    {
+        using var reader = s.Command($"SELECT id, user_id, email, name, password_hash FROM users WHERE {column} = $v")
+            .With("$v", value).ExecuteReader();
+        return reader.Read()
+            ? new User(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4))
+            : null;
+    });
+
+    // ---- Codes ----
+
+    public Task InsertCodeAsync(NewCode code, CancellationToken ct) => _writer.WriteAsync(s => s.Command("""
+        INSERT INTO authorization_codes
+            (code_hash, profile_id, user_id, redirect_uri, scope, code_challenge, code_challenge_method, created_at, expires_at)
+        VALUES ($h, $p, $u, $r, $s, $c, $m, $t, $e)
+        """).With("$h", code.CodeHash).With("$p", code.ProfileRowId).With("$u", code.UserRowId)
+        .With("$r", code.RedirectUri).With("$s", code.Scope).With("$c", code.CodeChallenge).With("$m", code.CodeChallengeMethod)
+        .With("$t", code.CreatedAt.ToUnixTimeMilliseconds()).With("$e", code.ExpiresAt.ToUnixTimeMilliseconds())
+        .ExecuteNonQuery());
+
+    public Task<AuthorizationCode?> FindCodeAsync(byte[] codeHash, CancellationToken ct) => Task.FromResult(_readers.Read(s =>
+    {
+        using var reader = s.Command("""
+            SELECT c.profile_id, u.user_id, c.redirect_uri, c.scope, c.code_challenge, c.code_challenge_method,
+                   c.expires_at, c.redeemed_at IS NOT NULL
+            FROM authorization_codes c JOIN users u ON u.id = c.user_id
+            WHERE c.code_hash = $h
+            """).With("$h", codeHash).ExecuteReader();
+        return reader.Read()
+            ? new AuthorizationCode(
+                reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3),
+                reader.IsDBNull(4) ? null : reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5),
+                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(6)), reader.GetBoolean(7))
+            : null;
+    }));
+
+    public Task<CodeRedemption> RedeemCodeAsync(byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, CancellationToken ct) =>
+        _writer.WriteAsync(s =>
+        {
+            long at = now.ToUnixTimeMilliseconds();
+            using (var reader = s.Command("SELECT redeemed_at IS NOT NULL, grant_id FROM authorization_codes WHERE code_hash = $h")
+                .With("$h", codeHash).ExecuteReader())
+            {
+                if (!reader.Read())
+                {
+                    return new CodeRedemption(CodeRedemptionOutcome.Unknown, 0);
+                }
+                if (reader.GetBoolean(0))
+                {
+                    long replayedGrant = reader.IsDBNull(1) ? 0 : reader.GetInt64(1);
+                    reader.Close();
+                    RevokeGrant(s, replayedGrant, at, "authorization code replayed");
+                    return new CodeRedemption(CodeRedemptionOutcome.Replayed, replayedGrant);
+                }
+            }
+            long grantId = (long)s.Command("""
+                INSERT INTO grants (profile_id, user_id, scope, created_at)
+                SELECT profile_id, user_id, scope, $t FROM authorization_codes WHERE code_hash = $h
+                RETURNING id
+                """).With("$h", codeHash).With("$t", at).ExecuteScalar()!;
+            InsertRefreshToken(s, refreshTokenHash, grantId, at);
+            s.Command("UPDATE authorization_codes SET redeemed_at = $t, grant_id = $g WHERE code_hash = $h")
+                .With("$t", at).With("$g", grantId).With("$h", codeHash).ExecuteNonQuery();
+            return new CodeRedemption(CodeRedemptionOutcome.Redeemed, grantId);
+        });
+
+    // ---- Refresh tokens and grants ----
+
+    public Task<RefreshToken?> FindRefreshTokenAsync(byte[] tokenHash, CancellationToken ct) => Task.FromResult(_readers.Read(s =>
+    {
+        using var reader = s.Command("""
+            SELECT g.id, g.profile_id, u.user_id, g.scope, t.consumed_at, g.revoked_at IS NOT NULL
+            FROM refresh_tokens t
+            JOIN grants g ON g.id = t.grant_id
+            JOIN users u ON u.id = g.user_id
+            WHERE t.token_hash = $h
+            """).With("$h", tokenHash).ExecuteReader();
+        return reader.Read()
+            ? new RefreshToken(
+                reader.GetInt64(0), reader.GetInt64(1), reader.GetString(2), reader.GetString(3),
+                reader.IsDBNull(4) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)),
+                reader.GetBoolean(5))
+            : null;
+    }));
+
+    public Task<RotationOutcome> RotateRefreshTokenAsync(
+        byte[] presentedHash, byte[] successorHash, DateTimeOffset now, TimeSpan graceWindow, CancellationToken ct) =>
+        _writer.WriteAsync(s =>
+        {
+            long at = now.ToUnixTimeMilliseconds();
+            long grantId;
+            long? consumedAt;
+            using (var reader = s.Command("""
+                SELECT t.grant_id, t.consumed_at, g.revoked_at IS NOT NULL
+                FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id
+                WHERE t.token_hash = $h
+                """).With("$h", presentedHash).ExecuteReader())
+            {
+                if (!reader.Read())
+                {
+                    return RotationOutcome.Unknown;
+                }
+                if (reader.GetBoolean(2))
+                {
+                    return RotationOutcome.GrantRevoked;
+                }
+                grantId = reader.GetInt64(0);
+                consumedAt = reader.IsDBNull(1) ? null : reader.GetInt64(1);
+            }
+
+            if (consumedAt is null)
+            {
+                s.Command("UPDATE refresh_tokens SET consumed_at = $t WHERE token_hash = $h")
+                    .With("$t", at).With("$h", presentedHash).ExecuteNonQuery();
+                InsertRefreshToken(s, successorHash, grantId, at);
+                return RotationOutcome.Rotated;
+            }
+            if (at - consumedAt.Value <= (long)graceWindow.TotalMilliseconds)
+            {
+                // The client lost the response or raced itself: give it a live token in the same grant.
+                InsertRefreshToken(s, successorHash, grantId, at);
+                return RotationOutcome.ReplayedWithinGrace;
+            }
+            RevokeGrant(s, grantId, at, "consumed refresh token replayed after the grace window");
+            return RotationOutcome.ReuseDetected;
+        });
+
+    public Task<bool> IsGrantActiveAsync(long grantId, CancellationToken ct) => Task.FromResult(_readers.Read(s =>
+        s.Command("SELECT 1 FROM grants WHERE id = $g AND revoked_at IS NULL").With("$g", grantId).ExecuteScalar() is not null));
+
+    private static void InsertRefreshToken(SqliteSession s, byte[] tokenHash, long grantId, long at) =>
+        s.Command("INSERT INTO refresh_tokens (token_hash, grant_id, created_at) VALUES ($h, $g, $t)")
+            .With("$h", tokenHash).With("$g", grantId).With("$t", at).ExecuteNonQuery();
+
+    private static void RevokeGrant(SqliteSession s, long grantId, long at, string reason) =>
+        s.Command("UPDATE grants SET revoked_at = $t, revoked_reason = $r WHERE id = $g AND revoked_at IS NULL")
+            .With("$t", at).With("$r", reason).With("$g", grantId).ExecuteNonQuery();
+
+    // ---- Keys ----
+
+    public Task<AccessTokenKeys> GetOrCreateAccessTokenKeysAsync(byte[] candidateKey, DateTimeOffset now, CancellationToken ct) =>
+        // Inside the writer's transaction, so two processes starting at once agree on one key.
+        _writer.WriteAsync(s =>
+        {
+            if (s.Command("SELECT 1 FROM access_token_keys LIMIT 1").ExecuteScalar() is null)
+            {
+                s.Command("INSERT INTO access_token_keys (material, created_at) VALUES ($m, $t)")
+                    .With("$m", candidateKey).With("$t", now.ToUnixTimeMilliseconds()).ExecuteNonQuery();
+            }
+            var keys = new Dictionary<int, byte[]>();
+            int current = 0;
+            using var reader = s.Command("SELECT id, material FROM access_token_keys ORDER BY id").ExecuteReader();
+            while (reader.Read())
+            {
+                current = reader.GetInt32(0);
+                keys[current] = (byte[])reader.GetValue(1);
+            }
+            return new AccessTokenKeys(keys, current);
+        });
+
+    public async ValueTask DisposeAsync()
+    {
+        await _writer.DisposeAsync();
+        _readers.Dispose();
+    }
+}
+
+[System.Text.Json.Serialization.JsonSerializable(typeof(string[]))]
+internal sealed partial class StoreJson : System.Text.Json.Serialization.JsonSerializerContext;

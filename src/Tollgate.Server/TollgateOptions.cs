@@ -1,0 +1,38 @@
+namespace Tollgate.Server;
+
+/// <summary>Server settings, bound from the <c>Tollgate</c> configuration section (env: <c>Tollgate__Name</c>).</summary>
+internal sealed class TollgateOptions
+{
+    /// <summary>Access-token lifetime; Amazon's is 3600 s.</summary>
+    public int AccessTokenLifetimeSeconds { get; set; } = 3600;
+
+    /// <summary>Authorization-code lifetime; Amazon's is 300 s (RFC 6749 §4.1.2 recommends at most 10 minutes).</summary>
+    public int AuthorizationCodeLifetimeSeconds { get; set; } = 300;
+
+    /// <summary>How long a rotated refresh token may still be replayed without revoking its grant (Okta's default).</summary>
+    public int RotationGraceSeconds { get; set; } = 30;
+
+    /// <summary>Largest token-request body accepted; real requests are a few hundred bytes.</summary>
+    public int MaxTokenRequestBytes { get; set; } = 16 * 1024;
+
+    /// <summary>How often a node checks whether another process changed a security profile.</summary>
+    public int ProfileCacheRefreshMilliseconds { get; set; } = 1000;
+
+    /// <summary>The <c>iss</c> that tokeninfo reports; defaults to the scheme and host the request came to.</summary>
+    public string? Issuer { get; set; }
+
+    public TimeSpan AccessTokenLifetime => TimeSpan.FromSeconds(AccessTokenLifetimeSeconds);
+
+    public TimeSpan AuthorizationCodeLifetime => TimeSpan.FromSeconds(AuthorizationCodeLifetimeSeconds);
+
+    public TimeSpan RotationGrace => TimeSpan.FromSeconds(RotationGraceSeconds);
+
+    /// <summary>Names the first bad setting, so a misconfigured server refuses to start with a clear message.</summary>
+    public string? Validate() =>
+        AccessTokenLifetimeSeconds is < 60 or > 86_400 ? "Tollgate:AccessTokenLifetimeSeconds must be between 60 and 86400"
+        : AuthorizationCodeLifetimeSeconds is < 10 or > 600 ? "Tollgate:AuthorizationCodeLifetimeSeconds must be between 10 and 600"
+        : RotationGraceSeconds is < 0 or > 3600 ? "Tollgate:RotationGraceSeconds must be between 0 and 3600"
+        : MaxTokenRequestBytes is < 1024 or > 1024 * 1024 ? "Tollgate:MaxTokenRequestBytes must be between 1024 and 1048576"
+        : ProfileCacheRefreshMilliseconds is < 50 or > 60_000 ? "Tollgate:ProfileCacheRefreshMilliseconds must be between 50 and 60000"
+        : null;
+}
