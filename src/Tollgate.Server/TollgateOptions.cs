@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Configuration;
+
 namespace Tollgate.Server;
 
 /// <summary>Server settings, bound from the <c>Tollgate</c> configuration section (env: <c>Tollgate__Name</c>).</summary>
@@ -21,6 +23,14 @@ internal sealed class TollgateOptions
     /// <summary>The <c>iss</c> that tokeninfo reports; defaults to the scheme and host the request came to.</summary>
     public string? Issuer { get; set; }
 
+    /// <summary>Reads the <c>Tollgate</c> section; the server and the admin CLI read the same sources.</summary>
+    public static TollgateOptions Load(IConfiguration configuration)
+    {
+        var options = new TollgateOptions();
+        configuration.GetSection("Tollgate").Bind(options);
+        return options;
+    }
+
     public TimeSpan AccessTokenLifetime => TimeSpan.FromSeconds(AccessTokenLifetimeSeconds);
 
     public TimeSpan AuthorizationCodeLifetime => TimeSpan.FromSeconds(AuthorizationCodeLifetimeSeconds);
@@ -35,4 +45,11 @@ internal sealed class TollgateOptions
         : MaxTokenRequestBytes is < 1024 or > 1024 * 1024 ? "Tollgate:MaxTokenRequestBytes must be between 1024 and 1048576"
         : ProfileCacheRefreshMilliseconds is < 50 or > 60_000 ? "Tollgate:ProfileCacheRefreshMilliseconds must be between 50 and 60000"
         : null;
+}
+
+internal static class TollgateConfigurationSources
+{
+    /// <summary><c>tollgate.json</c> in the working directory, then environment variables (<c>Tollgate__AccessTokenLifetimeSeconds</c>).</summary>
+    public static IConfigurationBuilder AddTollgateSources(this IConfigurationBuilder builder) =>
+        builder.AddJsonFile(Path.Combine(Directory.GetCurrentDirectory(), "tollgate.json"), optional: true).AddEnvironmentVariables();
 }

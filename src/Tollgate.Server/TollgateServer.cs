@@ -2,7 +2,6 @@ using System.Data.Common;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Tollgate.Server.Crypto;
@@ -24,7 +23,7 @@ internal static class TollgateServer
         string[] args, ITokenStore store, TimeProvider time, Action<TollgateOptions>? configure = null, CancellationToken ct = default)
     {
         var builder = WebApplication.CreateSlimBuilder(args);
-        builder.Configuration.AddJsonFile("tollgate.json", optional: true).AddEnvironmentVariables();
+        builder.Configuration.AddTollgateSources();
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
@@ -34,8 +33,7 @@ internal static class TollgateServer
             kestrel.Limits.MaxRequestHeadersTotalSize = 32 * 1024;
         });
 
-        var options = new TollgateOptions();
-        builder.Configuration.GetSection("Tollgate").Bind(options);
+        var options = TollgateOptions.Load(builder.Configuration);
         configure?.Invoke(options);
         if (options.Validate() is { } problem)
         {

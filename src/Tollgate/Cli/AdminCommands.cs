@@ -1,0 +1,153 @@
+using System.CommandLine;
+using System.Text.Json;
+using Tollgate.Server;
+using Tollgate.Server.Admin;
+
+namespace Tollgate.Cli;
+
+/// <summary>
+/// The admin commands: a contract that scripts and tests call, documented in the README.
+/// Each works while a server runs on the same database (SQLite's busy timeout and the server's
+/// profile-cache refresh make that safe). Results are JSON on stdout, reasons on stderr.
+/// </summary>
+internal static class AdminCommands
+{
+    public static Command Profile()
+    {
+        var name = new Option<string>("--name") { Description = "A name for the application", Required = true };
+        var returnUrls = new Option<string[]>("--return-url")
+        {
+            Description = "An Allowed Return URL (repeat for more)", Required = true, AllowMultipleArgumentsPerToken = false,
+        };
+        var scopes = new Option<string[]>("--scope") { Description = "A scope to register for this profile, e.g. videocentral::reporting (repeatable)" };
+        var clientId = new Option<string?>("--client-id") { Description = "Import this client id instead of generating one" };
+        var clientSecret = new Option<string?>("--client-secret") { Description = "Import this client secret (32+ characters)" };
+        var isPublic = new Option<bool>("--public") { Description = "A public client: no secret, PKCE required, rotate by default" };
+        var policy = new Option<string?>("--refresh-policy") { Description = "reuse (default for confidential clients) or rotate (default for public)" };
+        policy.AcceptOnlyFromAmong("reuse", "rotate");
+        var db = TollgateCli.DbOption();
+        var create = new Command("create", "Create a security profile; prints {\"client_id\",\"client_secret\",...}")
+        {
+            name, returnUrls, scopes, clientId, clientSecret, isPublic, policy, db,
+        };
+        create.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(db), async store =>
+        {
+            var result = await SecurityProfiles.CreateAsync(store, new ProfileRequest(
+                parsed.GetValue(name)!, parsed.GetValue(returnUrls) ?? [], parsed.GetValue(scopes) ?? [],
+                parsed.GetValue(clientId), parsed.GetValue(clientSecret), parsed.GetValue(isPublic), parsed.GetValue(policy)),
+                TimeProvider.System, ct);
+            return await PrintAsync(result, p => new Dictionary<string, object?>
+            {
+                ["client_id"] = p.ClientId,
+                ["client_secret"] = p.ClientSecret,
+                ["app_id"] = p.AppId,
+                ["refresh_policy"] = p.RefreshPolicy.ToString().ToLowerInvariant(),
+            });
+        }));
+
+        var deleteId = new Option<string>("--client-id") { Description = "The profile to delete", Required = true };
+        var deleteDb = TollgateCli.DbOption();
+        var delete = new Command("delete", "Delete a security profile and invalidate all its grants and tokens") { deleteId, deleteDb };
+        delete.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(deleteDb), async store =>
+        {
+            string id = parsed.GetValue(deleteId)!;
+            return await store.DeleteProfileAsync(id, ct)
+                ? await PrintAsync<string>(id, v => new Dictionary<string, object?> { ["deleted"] = v })
+                : await TollgateCli.FailAsync(TollgateCli.Failure, $"no security profile has client id {id}");
+        }));
+
+        return new Command("profile", "Manage security profiles (clients)") { create, delete };
+    }
+
+    public static Command User()
+    {
+        var email = new Option<string>("--email") { Description = "The user's email (their sign-in name)", Required = true };
+        var name = new Option<string>("--name") { Description = "The user's display name", Required = true };
+        var db = TollgateCli.DbOption();
+        var create = new Command("create", "Create a user; the password is read from stdin; prints {\"user_id\",...}") { email, name, db };
+        create.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(db), async store =>
+        {
+            string password = ReadPassword();
+            var result = await Users.CreateAsync(store, parsed.GetValue(email)!, parsed.GetValue(name)!, password, TimeProvider.System, ct);
+            return await PrintAsync(result, u => new Dictionary<string, object?>
+            {
+                ["user_id"] = u.UserId,
+                ["email"] = u.Email,
+                ["name"] = u.Name,
+            });
+        }));
+        return new Command("user", "Manage users") { create };
+    }
+
+    public static Command Code()
+    {
+        var clientId = new Option<string>("--client-id") { Description = "The security profile's client id", Required = true };
+        var returnUrl = new Option<string>("--return-url") { Description = "One of the profile's Allowed Return URLs", Required = true };
+        var user = new Option<string>("--user") { Description = "The consenting user's email", Required = true };
+        var scope = new Option<string?>("--scope") { Description = "Space-separated scopes (default: profile)" };
+        var challenge = new Option<string?>("--code-challenge") { Description = "PKCE code challenge" };
+        var method = new Option<string?>("--code-challenge-method") { Description = "S256 or plain (default plain when a challenge is given)" };
+        method.AcceptOnlyFromAmong("S256", "plain");
+        var db = TollgateCli.DbOption();
+        var issue = new Command("issue", "Mint an authorization code as if the user had consented; prints the code alone")
+        {
+            clientId, returnUrl, user, scope, challenge, method, db,
+        };
+        issue.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(db), async store =>
+        {
+            var result = await AuthorizationCodes.IssueAsync(store, new CodeRequest(
+                parsed.GetValue(clientId)!, parsed.GetValue(returnUrl)!, parsed.GetValue(user)!, parsed.GetValue(scope),
+                parsed.GetValue(challenge), parsed.GetValue(method)), TimeProvider.System, ServerOptions(), ct);
+            if (result.Problem is not null)
+            {
+                return await TollgateCli.FailAsync(TollgateCli.Failure, result.Problem);
+            }
+            Console.WriteLine(result.Value);
+            return TollgateCli.Success;
+        }));
+        return new Command("code", "Mint authorization codes") { issue };
+    }
+
+    public static Command Db()
+    {
+        var migrateDb = TollgateCli.DbOption();
+        var migrate = new Command("migrate", "Bring the schema to this version of tollgate (commands also do this on their own)") { migrateDb };
+        migrate.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(migrateDb), async store =>
+            await PrintStatusAsync(await store.GetSchemaStatusAsync(ct))));
+        var statusDb = TollgateCli.DbOption();
+        var status = new Command("status", "Show the schema version") { statusDb };
+        status.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(statusDb), async store =>
+            await PrintStatusAsync(await store.GetSchemaStatusAsync(ct))));
+        return new Command("db", "Database operations") { migrate, status };
+    }
+
+    private static Task<int> PrintStatusAsync(Server.Storage.SchemaStatus status) =>
+        PrintAsync<Server.Storage.SchemaStatus>(status, s => new Dictionary<string, object?>
+        {
+            ["schema_version"] = s.CurrentVersion,
+            ["latest_version"] = s.LatestVersion,
+        });
+
+    /// <summary>A minted code gets the lifetime the server is configured with (tollgate.json, Tollgate__* env).</summary>
+    private static TollgateOptions ServerOptions() => TollgateOptions.Load(
+        new Microsoft.Extensions.Configuration.ConfigurationBuilder().AddTollgateSources().Build());
+
+    /// <summary>The password is the whole of stdin, less one trailing newline, so <c>echo pw | tollgate user create</c> works.</summary>
+    private static string ReadPassword()
+    {
+        string input = Console.In.ReadToEnd();
+        return input.EndsWith("\r\n", StringComparison.Ordinal) ? input[..^2]
+            : input.EndsWith('\n') ? input[..^1]
+            : input;
+    }
+
+    private static async Task<int> PrintAsync<T>(AdminResult<T> result, Func<T, Dictionary<string, object?>> shape)
+    {
+        if (result.Problem is not null)
+        {
+            return await TollgateCli.FailAsync(TollgateCli.Failure, result.Problem);
+        }
+        Console.WriteLine(JsonSerializer.Serialize(shape(result.Value!)));
+        return TollgateCli.Success;
+    }
+}
