@@ -23,10 +23,8 @@ internal static class StoreScope
             catch (Exception e) when (e is System.Data.Common.DbException or IOException or UnauthorizedAccessException
                 or Server.Storage.Sqlite.StoreSchemaException)
             {
-                return await TollgateCli.FailAsync(TollgateCli.Failure, $"store {location}: {FirstLine(e.Message)}");
+                return await TollgateCli.FailAsync(TollgateCli.Failure, $"store {location}: {e.Message}");
             }
         }
     }
-
-    private static string FirstLine(string text) => text.Split('\n')[0].Trim();
 }

@@ -24,7 +24,7 @@ internal static class TollgateCli
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            await Console.Error.WriteLineAsync($"tollgate: {parsed.Errors[0].Message} (see tollgate --help)");
+            await Console.Error.WriteLineAsync($"tollgate: {OneLine(parsed.Errors[0].Message)} (see tollgate --help)");
             return Usage;
         }
         return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
@@ -38,7 +38,11 @@ internal static class TollgateCli
 
     public static async Task<int> FailAsync(int code, string reason)
     {
-        await Console.Error.WriteLineAsync($"tollgate: {reason}");
+        await Console.Error.WriteLineAsync($"tollgate: {OneLine(reason)}");
         return code;
     }
+
+    /// <summary>The contract promises one line on stderr, whatever the message looked like.</summary>
+    private static string OneLine(string text) =>
+        string.Join(' ', text.Split(['\r', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 }

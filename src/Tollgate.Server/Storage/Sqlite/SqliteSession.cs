@@ -18,7 +18,7 @@ internal sealed class SqliteSession : IDisposable
         // Per-connection settings. synchronous=FULL in WAL mode fsyncs the WAL on every commit:
         // a commit that returned survives power loss, not just a process crash. busy_timeout lets
         // the admin CLI and a running server (or two servers) share the file without SQLITE_BUSY.
-        Execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;");
+        Execute("PRAGMA busy_timeout = 3000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
     }
 
     public SqliteConnection Connection { get; }

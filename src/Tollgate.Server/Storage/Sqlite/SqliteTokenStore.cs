@@ -35,6 +35,9 @@ internal sealed class SqliteTokenStore : ITokenStore
             Mode = SqliteOpenMode.ReadWriteCreate,
             // We keep our own long-lived connections (ReaderPool, GroupCommitWriter) with prepared statements.
             Pooling = false,
+            // Microsoft.Data.Sqlite retries SQLITE_BUSY for this long on top of busy_timeout; keep the
+            // total bounded so a request facing a locked file fails over to 503 within seconds.
+            DefaultTimeout = 1,
         };
         return new SqliteTokenStore(builder.ToString());
     }

@@ -1,0 +1,118 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace Tollgate.Tests.Infrastructure;
+
+/// <summary>The real <c>tollgate</c> binary, run as a child process: admin commands and <c>serve</c>.</summary>
+internal static class TollgateCommand
+{
+    /// <summary>The built tollgate.dll, copied next to the tests by the project reference.</summary>
+    public static string Dll => Path.Combine(AppContext.BaseDirectory, "tollgate.dll");
+
+    public static ProcessStartInfo StartInfo(string workingDirectory, IEnumerable<string> args, IDictionary<string, string>? env = null)
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(Dll);
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+        info.Environment.Remove("TOLLGATE_DB");
+        info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        foreach (var (key, value) in env ?? new Dictionary<string, string>())
+        {
+            info.Environment[key] = value;
+        }
+        return info;
+    }
+
+    public static async Task<CommandResult> RunAsync(string workingDirectory, string[] args, string? stdin = null, IDictionary<string, string>? env = null)
+    {
+        using var process = Process.Start(StartInfo(workingDirectory, args, env))!;
+        if (stdin is not null)
+        {
+            await process.StandardInput.WriteAsync(stdin);
+        }
+        process.StandardInput.Close();
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(timeout.Token);
+        return new CommandResult(process.ExitCode, await stdout, await stderr);
+    }
+}
+
+internal sealed record CommandResult(int ExitCode, string Stdout, string Stderr)
+{
+    public JsonElement Json => JsonDocument.Parse(Stdout).RootElement;
+
+    public CommandResult AssertSuccess()
+    {
+        Assert.True(ExitCode == 0, $"exit {ExitCode}: {Stderr}");
+        return this;
+    }
+}
+
+/// <summary>A <c>tollgate serve</c> child process on a free port; killable with SIGKILL to test durability.</summary>
+internal sealed class ServerProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private ServerProcess(Process process, Uri baseAddress)
+    {
+        _process = process;
+        BaseAddress = baseAddress;
+        Http = new HttpClient { BaseAddress = baseAddress };
+    }
+
+    public Uri BaseAddress { get; }
+
+    public HttpClient Http { get; }
+
+    public static async Task<ServerProcess> StartAsync(string workingDirectory, string db, IDictionary<string, string>? env = null)
+    {
+        var process = Process.Start(TollgateCommand.StartInfo(workingDirectory, ["serve", "--urls", "http://127.0.0.1:0", "--db", db], env))!;
+        process.StandardInput.Close();
+        var errors = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (true)
+        {
+            string? line = await process.StandardOutput.ReadLineAsync(timeout.Token);
+            if (line is null)
+            {
+                throw new InvalidOperationException($"tollgate serve exited: {await errors}");
+            }
+            const string marker = "tollgate: listening on ";
+            if (line.StartsWith(marker, StringComparison.Ordinal))
+            {
+                // Keep draining stdout so the child never blocks on a full pipe.
+                _ = process.StandardOutput.ReadToEndAsync(CancellationToken.None);
+                return new ServerProcess(process, new Uri(line[marker.Length..].Split(' ')[0]));
+            }
+        }
+    }
+
+    /// <summary>SIGKILL: no shutdown hooks, no flushes; only what was durable survives.</summary>
+    public void KillHard()
+    {
+        _process.Kill(entireProcessTree: true);
+        _process.WaitForExit();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        if (!_process.HasExited)
+        {
+            KillHard();
+        }
+        _process.Dispose();
+        await Task.CompletedTask;
+    }
+}

@@ -1,0 +1,175 @@
+using System.Net;
+using Tollgate.Tests.Infrastructure;
+
+namespace Tollgate.Tests;
+
+public sealed class RefreshTokenGrantTests
+{
+    [Fact]
+    public async Task Under_reuse_the_same_refresh_token_keeps_working_and_comes_back_unchanged()
+    {
+        await using var host = await TollgateHost.StartAsync();
+        var (profile, tokens) = await host.AuthorizeAsync();
+        Assert.Equal("reuse", profile.RefreshPolicy.ToString().ToLowerInvariant());
+        string before = host.Snapshot();
+
+        for (int i = 0; i < 5; i++)
+        {
+            var reply = await host.RefreshAsync(profile, tokens.RefreshToken);
+            Assert.Equal(HttpStatusCode.OK, reply.Status);
+            Assert.Equal(tokens.RefreshToken, reply.RefreshToken);
+            Assert.NotEqual(tokens.AccessToken, reply.AccessToken);
+            host.Clock.Advance(TimeSpan.FromDays(30));
+        }
+        // A reuse-policy refresh writes nothing: the access token is sealed, not stored.
+        Assert.Equal(before, host.Snapshot());
+    }
+
+    [Fact]
+    public async Task Under_rotate_each_use_returns_a_new_refresh_token()
+    {
+        await using var host = await TollgateHost.StartAsync();
+        var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+
+        string current = tokens.RefreshToken;
+        var seen = new HashSet<string> { current };
+        for (int i = 0; i < 5; i++)
+        {
+            var reply = await host.RefreshAsync(profile, current);
+            Assert.Equal(HttpStatusCode.OK, reply.Status);
+            Assert.True(seen.Add(reply.RefreshToken));
+            current = reply.RefreshToken;
+            host.Clock.Advance(TimeSpan.FromMinutes(5));
+        }
+    }
+
+    [Fact]
+    public async Task Public_clients_rotate_by_default_and_confidential_clients_reuse()
+    {
+        await using var host = await TollgateHost.StartAsync();
+
+        var (publicProfile, publicTokens) = await host.AuthorizeAsync(isPublic: true);
+        var (confidential, confidentialTokens) = await host.AuthorizeAsync();
+        var publicReply = await host.PostTokenAsync(
+            ("grant_type", "refresh_token"), ("refresh_token", publicTokens.RefreshToken), ("client_id", publicProfile.ClientId));
+        var confidentialReply = await host.RefreshAsync(confidential, confidentialTokens.RefreshToken);
+
+        Assert.NotEqual(publicTokens.RefreshToken, publicReply.RefreshToken);
+        Assert.Equal(confidentialTokens.RefreshToken, confidentialReply.RefreshToken);
+    }
+
+    [Fact]
+    public async Task Replaying_a_rotated_refresh_token_inside_the_grace_window_succeeds()
+    {
+        await using var host = await TollgateHost.StartAsync();
+        var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+        var rotated = await host.RefreshAsync(profile, tokens.RefreshToken);
+
+        host.Clock.Advance(TimeSpan.FromSeconds(30));
+        var replay = await host.RefreshAsync(profile, tokens.RefreshToken);
+
+        Assert.Equal(HttpStatusCode.OK, replay.Status);
+        // Both successors stay usable: the client keeps whichever answer it received last.
+        Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(profile, rotated.RefreshToken)).Status);
+        Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(profile, replay.RefreshToken)).Status);
+    }
+
+    [Fact]
+    public async Task Reusing_a_rotated_refresh_token_after_the_grace_window_revokes_the_family()
+    {
+        await using var host = await TollgateHost.StartAsync();
+        var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+        var rotated = await host.RefreshAsync(profile, tokens.RefreshToken);
+        var newest = await host.RefreshAsync(profile, rotated.RefreshToken);
+
+        host.Clock.Advance(TimeSpan.FromSeconds(31));
+        var replay = await host.RefreshAsync(profile, tokens.RefreshToken);
+
+        replay.AssertError(HttpStatusCode.BadRequest, "invalid_grant");
+        Assert.Contains("family has been revoked", replay.Description, StringComparison.Ordinal);
+        (await host.RefreshAsync(profile, newest.RefreshToken)).AssertError(HttpStatusCode.BadRequest, "invalid_grant");
+        (await host.TokenInfoAsync(newest.AccessToken)).AssertError(HttpStatusCode.BadRequest, "invalid_token");
+    }
+
+    [Fact]
+    public async Task The_grace_window_is_configurable()
+    {
+        await using var host = await TollgateHost.StartAsync(o => o.RotationGraceSeconds = 5);
+        var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+        await host.RefreshAsync(profile, tokens.RefreshToken);
+
+        host.Clock.Advance(TimeSpan.FromSeconds(6));
+
+        (await host.RefreshAsync(profile, tokens.RefreshToken)).AssertError(HttpStatusCode.BadRequest, "invalid_grant");
+    }
+
+    [Fact]
+    public async Task A_refresh_token_of_another_client_is_invalid_grant()
+    {
+        await using var host = await TollgateHost.StartAsync();
+        var (_, tokens) = await host.AuthorizeAsync();
+        var other = await host.CreateProfileAsync();
+
+        var reply = await host.RefreshAsync(other, tokens.RefreshToken);
+
+        reply.AssertError(HttpStatusCode.BadRequest, "invalid_grant");
+        Assert.StartsWith("The request has an invalid grant parameter : refresh_token", reply.Description, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_refresh_may_narrow_the_scope_but_not_widen_it()
+    {
+        await using var host = await TollgateHost.StartAsync();
+        var (profile, tokens) = await host.AuthorizeAsync(scope: "profile postal_code");
+
+        var narrowed = await host.PostTokenAsync(TollgateHost.WithClient(profile,
+            ("grant_type", "refresh_token"), ("refresh_token", tokens.RefreshToken), ("scope", "postal_code")));
+        var widened = await host.PostTokenAsync(TollgateHost.WithClient(profile,
+            ("grant_type", "refresh_token"), ("refresh_token", tokens.RefreshToken), ("scope", "profile profile:user_id")));
+
+        Assert.Equal(HttpStatusCode.OK, narrowed.Status);
+        Assert.Equal("postal_code", (await host.TokenInfoAsync(narrowed.AccessToken))["scope"]);
+        widened.AssertError(HttpStatusCode.BadRequest, "invalid_scope");
+    }
+
+    [Fact]
+    public async Task A_refresh_token_sent_raw_by_curl_data_works_as_well_as_percent_encoded()
+    {
+        await using var host = await TollgateHost.StartAsync();
+        var (profile, tokens) = await host.AuthorizeAsync();
+        Assert.DoesNotContain(tokens.RefreshToken[5..], c => c is '+' or '/' or '=' or '&' or '%');
+
+        var raw = await host.PostRawAsync(
+            $"grant_type=refresh_token&refresh_token={tokens.RefreshToken}&client_id={profile.ClientId}&client_secret={profile.ClientSecret}",
+            "application/x-www-form-urlencoded");
+        var encoded = await host.RefreshAsync(profile, tokens.RefreshToken);
+
+        Assert.Equal(HttpStatusCode.OK, raw.Status);
+        Assert.Equal(HttpStatusCode.OK, encoded.Status);
+    }
+
+    [Fact]
+    public async Task Deleting_the_security_profile_invalidates_its_refresh_and_access_tokens()
+    {
+        await using var host = await TollgateHost.StartAsync(o => o.ProfileCacheRefreshMilliseconds = 50);
+        var (profile, tokens) = await host.AuthorizeAsync();
+
+        Assert.True(await host.Store.DeleteProfileAsync(profile.ClientId, CancellationToken.None));
+        await Task.Delay(300);
+
+        (await host.RefreshAsync(profile, tokens.RefreshToken)).AssertError(HttpStatusCode.Unauthorized, "invalid_client");
+        (await host.TokenInfoAsync(tokens.AccessToken)).AssertError(HttpStatusCode.BadRequest, "invalid_token");
+    }
+
+    [Fact]
+    public async Task Concurrent_rotations_of_one_token_all_succeed_inside_the_grace_window()
+    {
+        await using var host = await TollgateHost.StartAsync();
+        var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+
+        var replies = await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => Task.Run(() => host.RefreshAsync(profile, tokens.RefreshToken))));
+
+        Assert.All(replies, r => Assert.Equal(HttpStatusCode.OK, r.Status));
+        Assert.Equal(20, replies.Select(r => r.RefreshToken).Distinct().Count());
+    }
+}

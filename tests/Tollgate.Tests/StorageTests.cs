@@ -1,0 +1,150 @@
+using System.Net;
+using System.Text;
+using Microsoft.Data.Sqlite;
+using Tollgate.Server.Admin;
+using Tollgate.Server.Crypto;
+using Tollgate.Server.Storage;
+using Tollgate.Server.Storage.Sqlite;
+using Tollgate.Tests.Infrastructure;
+
+namespace Tollgate.Tests;
+
+public sealed class StorageTests : IDisposable
+{
+    private readonly string _directory = TempDirectory.Create();
+
+    public void Dispose() => TempDirectory.Delete(_directory);
+
+    [Fact]
+    public async Task An_older_database_file_is_upgraded_in_place_and_keeps_its_data()
+    {
+        string path = Path.Combine(_directory, "old.db");
+        string clientId;
+        await using (var old = SqliteTokenStore.Open(path))
+        {
+            Assert.Equal(1, (await old.MigrateToAsync(1)).CurrentVersion);
+            var created = await SecurityProfiles.CreateAsync(old, new ProfileRequest(
+                "Old app", ["https://app.example/cb"], ["videocentral::reporting"], null, null, false, null), TimeProvider.System, CancellationToken.None);
+            clientId = created.Value!.ClientId;
+        }
+
+        await using var upgraded = SqliteTokenStore.Open(path);
+        var status = await upgraded.MigrateAsync(CancellationToken.None);
+
+        Assert.True(status.IsCurrent);
+        Assert.Equal(SqliteMigrations.LatestVersion, (await upgraded.GetSchemaStatusAsync(CancellationToken.None)).CurrentVersion);
+        var profile = await upgraded.FindProfileAsync(clientId, CancellationToken.None);
+        Assert.NotNull(profile);
+        Assert.Contains("videocentral::reporting", profile.RegisteredScopes);
+        using var connection = new SqliteConnection($"Data Source={path};Pooling=False");
+        connection.Open();
+        using var index = connection.CreateCommand();
+        index.CommandText = "SELECT count(*) FROM sqlite_master WHERE name = 'authorization_codes_by_expiry'";
+        Assert.Equal(1L, index.ExecuteScalar());
+    }
+
+    [Fact]
+    public async Task Migrating_twice_or_from_two_processes_at_once_is_harmless()
+    {
+        string path = Path.Combine(_directory, "race.db");
+        var stores = Enumerable.Range(0, 4).Select(_ => SqliteTokenStore.Open(path)).ToList();
+
+        var statuses = await Task.WhenAll(stores.Select(s => Task.Run(() => s.MigrateAsync(CancellationToken.None))));
+
+        Assert.All(statuses, s => Assert.True(s.IsCurrent));
+        foreach (var store in stores)
+        {
+            await store.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task A_database_from_a_newer_tollgate_is_refused_with_a_clear_reason()
+    {
+        string path = Path.Combine(_directory, "future.db");
+        using (var connection = new SqliteConnection($"Data Source={path};Pooling=False"))
+        {
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = $"PRAGMA user_version = {SqliteMigrations.LatestVersion + 1}";
+            command.ExecuteNonQuery();
+        }
+        await using var store = SqliteTokenStore.Open(path);
+
+        var error = await Assert.ThrowsAsync<StoreSchemaException>(() => store.MigrateAsync(CancellationToken.None));
+
+        Assert.Contains("newer than this tollgate", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_database_file_holds_no_secret_code_or_refresh_token_in_the_clear()
+    {
+        string secret, code, refresh, password = "correct horse battery";
+        await using (var host = await TollgateHost.StartAsync())
+        {
+            var profile = await host.CreateProfileAsync(refreshPolicy: "rotate");
+            var user = await host.CreateUserAsync();
+            code = await host.IssueCodeAsync(profile, user);
+            var tokens = await host.PostTokenAsync(TollgateHost.WithClient(profile,
+                ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", TollgateHost.ReturnUrl)));
+            var rotated = await host.RefreshAsync(profile, tokens.RefreshToken);
+            Assert.Equal(HttpStatusCode.OK, rotated.Status);
+            secret = profile.ClientSecret!;
+            refresh = rotated.RefreshToken;
+
+            // Checkpoint the WAL so the scan below sees every byte the database holds.
+            using var connection = new SqliteConnection($"Data Source={host.DatabasePath};Pooling=False");
+            connection.Open();
+            using var checkpoint = connection.CreateCommand();
+            checkpoint.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
+            checkpoint.ExecuteNonQuery();
+            string everything = Encoding.Latin1.GetString(File.ReadAllBytes(host.DatabasePath))
+                + (File.Exists(host.DatabasePath + "-wal") ? Encoding.Latin1.GetString(File.ReadAllBytes(host.DatabasePath + "-wal")) : "");
+
+            foreach (var plaintext in new[] { secret, code, refresh, refresh[5..], tokens.RefreshToken[5..], password })
+            {
+                Assert.DoesNotContain(plaintext, everything, StringComparison.Ordinal);
+            }
+            Assert.Contains(Convert.ToHexString(Secrets.Hash(secret)), host.Snapshot(), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Concurrent_writes_share_commits_and_each_still_learns_its_own_outcome()
+    {
+        await using var store = SqliteTokenStore.Open(Path.Combine(_directory, "group.db"));
+        await store.MigrateAsync(CancellationToken.None);
+        long commitsBefore = store.Writer.Commits;
+
+        var created = await Task.WhenAll(Enumerable.Range(0, 200).Select(i => store.CreateUserAsync(
+            new NewUser($"amzn1.account.U{i}", $"u{i % 150}@example.com", "U", "hash", DateTimeOffset.UtcNow), CancellationToken.None)));
+
+        // 150 distinct emails: 150 writes succeed, the 50 duplicates are refused, each on its own.
+        Assert.Equal(150, created.Count(c => c));
+        Assert.True(store.Writer.Commits - commitsBefore < 200, $"{store.Writer.Commits - commitsBefore} commits for 200 writes");
+    }
+
+    [Fact]
+    public async Task A_failing_write_rolls_back_alone_and_its_batch_neighbours_commit()
+    {
+        await using var store = SqliteTokenStore.Open(Path.Combine(_directory, "savepoint.db"));
+        await store.MigrateAsync(CancellationToken.None);
+
+        var good = store.Writer.WriteAsync(s => s.Command("INSERT INTO meta (key, value) VALUES ('a', 1)").ExecuteNonQuery());
+        var bad = store.Writer.WriteAsync<int>(s =>
+        {
+            s.Command("INSERT INTO meta (key, value) VALUES ('b', 1)").ExecuteNonQuery();
+            throw new InvalidOperationException("boom");
+        });
+        var alsoGood = store.Writer.WriteAsync(s => s.Command("INSERT INTO meta (key, value) VALUES ('c', 1)").ExecuteNonQuery());
+
+        Assert.Equal(1, await good);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => bad);
+        Assert.Equal(1, await alsoGood);
+        using var connection = new SqliteConnection($"Data Source={Path.Combine(_directory, "savepoint.db")};Pooling=False");
+        connection.Open();
+        using var count = connection.CreateCommand();
+        count.CommandText = "SELECT group_concat(key) FROM (SELECT key FROM meta WHERE key IN ('a', 'b', 'c') ORDER BY key)";
+        Assert.Equal("a,c", count.ExecuteScalar());
+    }
+}
