@@ -154,9 +154,13 @@ internal static class ClientCommands
         command.SetAction((parsed, ct) => GuardAsync(async () =>
         {
             var fileStore = new FileTokenStore(parsed.GetValue(store) ?? FileTokenStore.DefaultPath);
-            bool removed;
-            await using (await fileStore.AcquireLockAsync(TimeSpan.FromSeconds(60), ct))
-                removed = await fileStore.DeleteAsync(ct);
+            var removed = false;
+            if (File.Exists(fileStore.Path))
+            {
+                // Under the lock, so a refresh in flight in another process cannot write the credentials back.
+                await using (await fileStore.AcquireLockAsync(TimeSpan.FromSeconds(60), ct))
+                    removed = await fileStore.DeleteAsync(ct);
+            }
             await Console.Error.WriteLineAsync(removed
                 ? $"tollgate: forgot the credentials in {fileStore.Path} (not revoked: the server has no revocation endpoint)"
                 : $"tollgate: no credentials stored in {fileStore.Path}");
