@@ -23,7 +23,7 @@ internal static class Layout
         .brand{font-weight:700;color:#1d2733;text-decoration:none;margin-right:auto}
         .top nav{display:flex;flex-wrap:wrap;gap:.25rem 1rem;align-items:center}
         .top form{margin:0}
-        main{max-width:52rem;margin:0 auto;padding:1.25rem 1rem 3rem}
+        main{max-width:52rem;margin:0 auto;padding:1.25rem 1rem 3rem;overflow-wrap:anywhere}
         main.narrow{max-width:28rem}
         h1{font-size:1.5rem;line-height:1.25;margin:.5rem 0 1rem}
         h2{font-size:1.15rem;margin:1.75rem 0 .5rem}
