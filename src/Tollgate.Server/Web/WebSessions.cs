@@ -44,6 +44,7 @@ internal sealed class WebRequest(HttpContext http, User? user, bool isDeveloper,
 /// </remarks>
 internal sealed class WebSessions(ITokenStore store, TimeProvider time, TollgateOptions options, IAntiforgery antiforgery)
 {
+    private const int MaxFormBytes = 64 * 1024;
     private const string PlainCookieName = "tollgate_session";
     private const string SecureCookieName = "__Host-tollgate_session";
 
@@ -52,6 +53,12 @@ internal sealed class WebSessions(ITokenStore store, TimeProvider time, Tollgate
     /// <summary>Reads the session cookie (if any) and makes its user the request's identity, for anti-forgery and pages.</summary>
     public async Task<WebRequest> OpenAsync(HttpContext http, bool checkDeveloper = true)
     {
+        // Every form here is a few hundred bytes; refuse to buffer more (Kestrel would allow 30 MB).
+        if (HttpMethods.IsPost(http.Request.Method)
+            && http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = MaxFormBytes;
+        }
         var user = await CurrentUserAsync(http);
         bool developer = user is not null && checkDeveloper && await store.IsDeveloperAsync(user.RowId, http.RequestAborted);
         if (user is not null)
