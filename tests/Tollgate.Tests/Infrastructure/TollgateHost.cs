@@ -50,9 +50,12 @@ internal sealed class TollgateHost : IAsyncDisposable
 
     public TollgateOptions Options => _app.Services.GetRequiredService<TollgateOptions>();
 
+    /// <summary>The server's housekeeping job, to run a prune pass on demand (it uses the fake clock).</summary>
+    public Housekeeping Housekeeping => _app.Services.GetRequiredService<Housekeeping>();
+
     public static async Task<TollgateHost> StartAsync(StoreKind kind, Action<TollgateOptions>? configure = null)
     {
-        var database = await TestDatabase.CreateAsync(kind);
+        var database = await TestDatabase.RentAsync(kind);
         var store = database.OpenStore();
         await store.MigrateAsync(CancellationToken.None);
         var clock = new FakeTimeProvider(new DateTimeOffset(2026, 11, 29, 12, 0, 0, TimeSpan.Zero));

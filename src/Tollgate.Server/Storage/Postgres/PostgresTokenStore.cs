@@ -21,7 +21,7 @@ namespace Tollgate.Server.Storage.Postgres;
 internal sealed class PostgresTokenStore : ITokenStore
 {
     /// <summary>Advisory lock keys ("tollgate" + n), shared by every node on one database.</summary>
-    private const long PruneLockKey = 0x746F6C6C67617402;
+    internal const long PruneLockKey = 0x746F6C6C67617402;
     private const long KeysLockKey = 0x746F6C6C67617403;
 
     /// <summary>NOTIFY channel raised, on commit, by every profile change.</summary>
@@ -29,6 +29,7 @@ internal sealed class PostgresTokenStore : ITokenStore
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly CancellationTokenSource _disposing = new();
+    private readonly TokenGate _gate = new();
     private readonly Lock _listenerGate = new();
     private Task? _listener;
     private TaskCompletionSource _profileChanged = NewSignal();
@@ -365,6 +366,9 @@ internal sealed class PostgresTokenStore : ITokenStore
     }, ct);
 
     public Task<CodeRedemption> RedeemCodeAsync(byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, CancellationToken ct) =>
+        _gate.RunAsync(codeHash, () => RedeemCodeCoreAsync(codeHash, refreshTokenHash, now, ct), ct);
+
+    private Task<CodeRedemption> RedeemCodeCoreAsync(byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, CancellationToken ct) =>
         WriteAsync(async (c, t, attempt) =>
         {
             long at = now.ToUnixTimeMilliseconds();
@@ -438,6 +442,10 @@ internal sealed class PostgresTokenStore : ITokenStore
     }, ct);
 
     public Task<RotationOutcome> RotateRefreshTokenAsync(
+        byte[] presentedHash, byte[] successorHash, DateTimeOffset now, TimeSpan graceWindow, CancellationToken ct) =>
+        _gate.RunAsync(presentedHash, () => RotateRefreshTokenCoreAsync(presentedHash, successorHash, now, graceWindow, ct), ct);
+
+    private Task<RotationOutcome> RotateRefreshTokenCoreAsync(
         byte[] presentedHash, byte[] successorHash, DateTimeOffset now, TimeSpan graceWindow, CancellationToken ct) =>
         WriteAsync(async (c, t, attempt) =>
         {
