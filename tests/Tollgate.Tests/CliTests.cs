@@ -195,6 +195,45 @@ public sealed class CliTests : IDisposable
         Assert.Equal(401, (await PostAsync(server.Http, "grant_type=client_credentials&scope=videocentral::reporting")).Status);
     }
 
+    [Theory, Stores]
+    public async Task Db_migrate_status_and_prune_print_JSON_and_work_on_either_store(StoreKind store)
+    {
+        await using var database = await UseAsync(store);
+
+        var migrate = (await Tollgate("db", "migrate", "--db", Db)).AssertSuccess();
+        var status = (await Tollgate("db", "status", "--db", Db)).AssertSuccess();
+        var prune = (await Tollgate("db", "prune", "--db", Db)).AssertSuccess();
+
+        Assert.Equal(migrate.Json.GetProperty("latest_version").GetInt32(), status.Json.GetProperty("schema_version").GetInt32());
+        Assert.Equal(0, prune.Json.GetProperty("codes").GetInt64());
+        Assert.Equal(0, prune.Json.GetProperty("refresh_tokens").GetInt64());
+        Assert.Equal(0, prune.Json.GetProperty("grants").GetInt64());
+        Assert.False(prune.Json.GetProperty("skipped").GetBoolean());
+    }
+
+    [Theory, Stores]
+    public async Task Profile_rotate_secret_prints_a_new_secret_and_the_old_one_keeps_working_through_the_overlap(StoreKind store)
+    {
+        await using var database = await UseAsync(store);
+        (await Tollgate("profile", "create", "--name", "Rotating", "--return-url", PageRedirectUri, "--scope", "videocentral::reporting",
+            "--client-id", PageClientId, "--client-secret", PageClientSecret, "--db", Db)).AssertSuccess();
+
+        var rotated = (await Tollgate("profile", "rotate-secret", "--client-id", PageClientId, "--db", Db)).AssertSuccess();
+        var unknown = await Tollgate("profile", "rotate-secret", "--client-id", "nobody", "--db", Db);
+        await using var server = await ServerProcess.StartAsync(_directory, Db);
+
+        string newSecret = rotated.Json.GetProperty("client_secret").GetString()!;
+        Assert.Matches("^amzn1\\.oa2-cs\\.v1\\.[0-9a-f]{64}$", newSecret);
+        long expires = rotated.Json.GetProperty("old_secret_expires_at").GetInt64();
+        Assert.InRange(expires - DateTimeOffset.UtcNow.ToUnixTimeSeconds(), 7 * 86400 - 120, 7 * 86400);
+        Assert.Equal(1, unknown.ExitCode);
+        Assert.Equal(200, (await PostAsync(server.Http, "grant_type=client_credentials&scope=videocentral::reporting")).Status);
+        using var content = new StringContent($"grant_type=client_credentials&scope=videocentral::reporting&client_id={PageClientId}&client_secret={newSecret}",
+            Encoding.UTF8, "application/x-www-form-urlencoded");
+        using var response = await server.Http.PostAsync("/auth/o2/token", content);
+        Assert.Equal(200, (int)response.StatusCode);
+    }
+
     private static async Task<(int Status, JsonElement Json)> PostAsync(HttpClient http, string form)
     {
         using var content = new StringContent($"{form}&client_id={PageClientId}&client_secret={PageClientSecret}",
