@@ -14,53 +14,17 @@ internal sealed record ProfileRequest(
     string? RefreshPolicy,
     string? OwnerEmail = null);
 
-internal sealed record CreatedProfile(string ClientId, string? ClientSecret, string AppId, RefreshPolicy RefreshPolicy);
+internal sealed record RotatedSecret(string ClientId, string ClientSecret, DateTimeOffset OldSecretsExpireAt);
 
-internal sealed record RotatedSecret(string ClientId, string ClientSecret, DateTimeOffset PreviousSecretsExpireAt);
+internal sealed record CreatedProfile(string ClientId, string? ClientSecret, string AppId, RefreshPolicy RefreshPolicy);
 
 /// <summary>Creating, changing and deleting security profiles, shared by the CLI and the developer console.</summary>
 internal static class SecurityProfiles
 {
-    /// <summary>Amazon keeps a rotated-out secret working for 7 days.</summary>
+    /// <summary>The console's overlap field: Amazon's 7 days by default, at most what RotateSecretAsync accepts.</summary>
     public const double DefaultOverlapDays = 7;
 
     public const double MaxOverlapDays = 90;
-
-    /// <summary>
-    /// Issues a new client secret; the old ones keep working until the overlap ends, so deployed
-    /// clients can switch without an outage. Refresh tokens are unaffected.
-    /// </summary>
-    public static async Task<AdminResult<RotatedSecret>> RotateSecretAsync(
-        ITokenStore store, ProfileCache? cache, string clientId, double overlapDays, TimeProvider time, CancellationToken ct)
-    {
-        // 1. A sane overlap: zero ends the old secrets now.
-        if (double.IsNaN(overlapDays) || overlapDays < 0 || overlapDays > MaxOverlapDays)
-        {
-            return AdminResult<RotatedSecret>.Refused($"the overlap must be 0 to {MaxOverlapDays} days");
-        }
-
-        // 2. A confidential profile.
-        var profile = await store.FindProfileAsync(clientId, ct);
-        if (profile is null)
-        {
-            return AdminResult<RotatedSecret>.Refused($"no security profile has client id {clientId}");
-        }
-        if (profile.IsPublic)
-        {
-            return AdminResult<RotatedSecret>.Refused("a public client has no secret to rotate");
-        }
-
-        // 3. The new secret, and the old ones' end, in one atomic step.
-        string secret = Secrets.NewClientSecret();
-        var now = time.GetUtcNow();
-        var overlapEnds = now + TimeSpan.FromDays(overlapDays);
-        if (!await store.RotateClientSecretAsync(clientId, Secrets.Hash(secret), now, overlapEnds, ct))
-        {
-            return AdminResult<RotatedSecret>.Refused($"no confidential security profile has client id {clientId}");
-        }
-        cache?.Invalidate();
-        return new RotatedSecret(clientId, secret, overlapEnds);
-    }
 
     public static async Task<AdminResult<string>> AddReturnUrlAsync(
         ITokenStore store, ProfileCache? cache, string clientId, string url, CancellationToken ct, string label = "--return-url")
@@ -183,6 +147,32 @@ internal static class SecurityProfiles
             await store.SetProfileOwnerAsync(clientId, owner.RowId, ct);
         }
         return new CreatedProfile(clientId, secret, appId, policy.Value);
+    }
+
+    /// <summary>Amazon's overlap: after a rotation the old secret keeps working for 7 days.</summary>
+    public static readonly TimeSpan DefaultSecretOverlap = TimeSpan.FromDays(7);
+
+    /// <summary>
+    /// Issues a new client secret (generated, or imported) and lets the old ones work until the overlap ends, so that
+    /// every deployment of the client can switch without downtime. Refresh tokens are unaffected.
+    /// </summary>
+    public static async Task<AdminResult<RotatedSecret>> RotateSecretAsync(
+        ITokenStore store, string clientId, string? importedSecret, TimeSpan overlap, TimeProvider time, CancellationToken ct)
+    {
+        if (importedSecret is { Length: < MinImportedSecretLength })
+        {
+            return AdminResult<RotatedSecret>.Refused($"--client-secret must be at least {MinImportedSecretLength} characters");
+        }
+        if (overlap < TimeSpan.Zero || overlap > TimeSpan.FromDays(90))
+        {
+            return AdminResult<RotatedSecret>.Refused("the overlap must be between 0 and 90 days");
+        }
+        string secret = importedSecret ?? Secrets.NewClientSecret();
+        var now = time.GetUtcNow();
+        var oldExpire = now + overlap;
+        return await store.RotateClientSecretAsync(clientId, Secrets.Hash(secret), now, oldExpire, ct)
+            ? new RotatedSecret(clientId, secret, oldExpire)
+            : AdminResult<RotatedSecret>.Refused($"no confidential security profile has client id {clientId}");
     }
 
     /// <summary>

@@ -36,13 +36,6 @@ internal partial interface ITokenStore
 
     Task<IReadOnlyList<ClientSecretInfo>> ListClientSecretsAsync(string clientId, CancellationToken ct);
 
-    /// <summary>
-    /// Adds <paramref name="newSecretHash"/> as a secret without expiry and makes every secret still
-    /// live at <paramref name="now"/> expire at <paramref name="overlapEndsAt"/> at the latest, atomically;
-    /// bumps the profile generation. False if the profile is unknown or public.
-    /// </summary>
-    Task<bool> RotateClientSecretAsync(string clientId, byte[] newSecretHash, DateTimeOffset now, DateTimeOffset overlapEndsAt, CancellationToken ct);
-
     /// <summary>Durable on return; bumps the profile generation. False if the profile is unknown.</summary>
     Task<bool> AddReturnUrlAsync(string clientId, string url, CancellationToken ct);
 

@@ -93,18 +93,22 @@ internal sealed class ConsolePages(
             return;
         }
         var form = await http.Request.ReadFormAsync(http.RequestAborted);
-        if (!double.TryParse((string?)form["overlap_days"], NumberStyles.Float, CultureInfo.InvariantCulture, out double days))
+        if (!double.TryParse((string?)form["overlap_days"], NumberStyles.Float, CultureInfo.InvariantCulture, out double days)
+            || days is < 0 or > SecurityProfiles.MaxOverlapDays)
         {
-            days = double.NaN;
+            await ProfilePageAsync(request, clientId, StatusCodes.Status400BadRequest, secret: null, notice: null,
+                problem: $"The overlap must be a number of days from 0 to {SecurityProfiles.MaxOverlapDays}.");
+            return;
         }
-        var rotated = await SecurityProfiles.RotateSecretAsync(store, cache, clientId, days, time, http.RequestAborted);
+        var rotated = await SecurityProfiles.RotateSecretAsync(store, clientId, importedSecret: null, TimeSpan.FromDays(days), time, http.RequestAborted);
+        cache.Invalidate();
         if (rotated.Problem is not null)
         {
             await ProfilePageAsync(request, clientId, StatusCodes.Status400BadRequest, secret: null, notice: null, problem: rotated.Problem);
             return;
         }
         await ProfilePageAsync(request, clientId, StatusCodes.Status200OK, secret: rotated.Value!.ClientSecret,
-            notice: $"New client secret issued. The previous secret keeps working until {rotated.Value.PreviousSecretsExpireAt.ToString(DateFormat, CultureInfo.InvariantCulture)}.");
+            notice: $"New client secret issued. The previous secret keeps working until {rotated.Value.OldSecretsExpireAt.ToString(DateFormat, CultureInfo.InvariantCulture)}.");
     }
 
     public async Task DeleteAsync(HttpContext http, string clientId)

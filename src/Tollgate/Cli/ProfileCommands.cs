@@ -83,33 +83,6 @@ internal static class ProfileCommands
         return command;
     }
 
-    public static Command RotateSecret()
-    {
-        var clientId = ClientIdOption();
-        var overlap = new Option<double>("--overlap-days")
-        {
-            Description = $"How long the current secret keeps working (default {SecurityProfiles.DefaultOverlapDays}, as Amazon; 0 ends it now)",
-            DefaultValueFactory = _ => SecurityProfiles.DefaultOverlapDays,
-        };
-        var db = TollgateCli.DbOption();
-        var command = new Command("rotate-secret",
-            "Issue a new client secret; the old one works until the overlap ends. Prints {\"client_id\",\"client_secret\",\"previous_secrets_expire_at\"}")
-        {
-            clientId, overlap, db,
-        };
-        command.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(db), async store =>
-        {
-            var result = await SecurityProfiles.RotateSecretAsync(store, null, parsed.GetValue(clientId)!, parsed.GetValue(overlap), TimeProvider.System, ct);
-            return await AdminCommands.PrintAsync(result, r => new Dictionary<string, object?>
-            {
-                ["client_id"] = r.ClientId,
-                ["client_secret"] = r.ClientSecret,
-                ["previous_secrets_expire_at"] = Time(r.PreviousSecretsExpireAt),
-            });
-        }));
-        return command;
-    }
-
     public static Command Activity()
     {
         var clientId = ClientIdOption();

@@ -43,10 +43,10 @@ public sealed class BrowserFlowTests(BrowserFixture browser)
     private static (string, string?)[] Exchange(CreatedProfileRef profile, string code) => TollgateHost.WithClient(profile.Value,
         ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", TollgateHost.ReturnUrl));
 
-    [Fact]
-    public async Task Sign_in_consent_redirect_exchange_and_refresh_then_consent_is_remembered()
+    [Theory, Stores]
+    public async Task Sign_in_consent_redirect_exchange_and_refresh_then_consent_is_remembered(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(name: "Video Central Reports");
         var user = await host.CreateUserAsync(name: "Ana Example");
         var (context, page) = await OpenAsync(host);
@@ -80,10 +80,10 @@ public sealed class BrowserFlowTests(BrowserFixture browser)
         Assert.Equal(HttpStatusCode.OK, (await host.PostTokenAsync(Exchange(new(profile), back["code"].ToString()))).Status);
     }
 
-    [Fact]
-    public async Task Deny_sends_access_denied_with_the_state()
+    [Theory, Stores]
+    public async Task Deny_sends_access_denied_with_the_state(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         var (context, page) = await OpenAsync(host);
@@ -99,10 +99,10 @@ public sealed class BrowserFlowTests(BrowserFixture browser)
         Assert.False(Query(page).ContainsKey("code"));
     }
 
-    [Fact]
-    public async Task An_unregistered_return_url_shows_an_error_page_and_stays_here()
+    [Theory, Stores]
+    public async Task An_unregistered_return_url_shows_an_error_page_and_stays_here(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(name: "Video Central Reports");
         var (context, page) = await OpenAsync(host);
         await using var _ = context;
@@ -122,10 +122,10 @@ public sealed class BrowserFlowTests(BrowserFixture browser)
         await Screenshots.CaptureAsync(page, "error-unregistered-return-url");
     }
 
-    [Fact]
-    public async Task Removing_an_app_on_Your_apps_kills_its_refresh_and_access_tokens()
+    [Theory, Stores]
+    public async Task Removing_an_app_on_Your_apps_kills_its_refresh_and_access_tokens(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(name: "Video Central Reports");
         var other = await host.CreateProfileAsync(name: "Photo Printer");
         var user = await host.CreateUserAsync(name: "Ana Example");
@@ -155,10 +155,10 @@ public sealed class BrowserFlowTests(BrowserFixture browser)
         Assert.Contains("/ap/oa", page.Url, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task A_developer_creates_a_profile_and_rotates_its_secret_with_an_overlap()
+    [Theory, Stores]
+    public async Task A_developer_creates_a_profile_and_rotates_its_secret_with_an_overlap(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var developer = await host.CreateUserAsync(developer: true, name: "Dev Example");
         var (context, page) = await OpenAsync(host);
         await using var _ = context;
@@ -210,10 +210,10 @@ public sealed class BrowserFlowTests(BrowserFixture browser)
         Assert.Equal(HttpStatusCode.OK, await ClientCredentials(newSecret));
     }
 
-    [Fact]
-    public async Task A_device_gets_tokens_after_its_person_enters_the_code()
+    [Theory, Stores]
+    public async Task A_device_gets_tokens_after_its_person_enters_the_code(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(name: "Living Room TV");
         var user = await host.CreateUserAsync(name: "Ana Example");
         using var codePairResponse = await host.Http.PostAsync("/auth/o2/create/codepair", new FormUrlEncodedContent(new Dictionary<string, string>

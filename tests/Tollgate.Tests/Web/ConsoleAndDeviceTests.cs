@@ -7,10 +7,10 @@ namespace Tollgate.Tests.Web;
 /// <summary>The developer console's access rules and the device flow's refusals, over HTTP.</summary>
 public sealed class ConsoleAndDeviceTests
 {
-    [Fact]
-    public async Task The_console_is_for_developers_and_shows_only_their_own_profiles()
+    [Theory, Stores]
+    public async Task The_console_is_for_developers_and_shows_only_their_own_profiles(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var person = await host.CreateUserAsync();
         var developer = await host.CreateUserAsync(developer: true);
         var otherDeveloper = await host.CreateUserAsync(developer: true);
@@ -37,10 +37,10 @@ public sealed class ConsoleAndDeviceTests
         Assert.NotNull(await host.Store.FindProfileAsync(theirs.ClientId, CancellationToken.None));
     }
 
-    [Fact]
-    public async Task Deleting_a_profile_in_the_console_invalidates_all_its_grants()
+    [Theory, Stores]
+    public async Task Deleting_a_profile_in_the_console_invalidates_all_its_grants(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var developer = await host.CreateUserAsync(developer: true);
         var profile = await host.CreateProfileAsync(ownerEmail: developer.Email);
         var user = await host.CreateUserAsync();
@@ -73,10 +73,10 @@ public sealed class ConsoleAndDeviceTests
         return (json.GetProperty("device_code").GetString()!, json.GetProperty("user_code").GetString()!);
     }
 
-    [Fact]
-    public async Task Codepair_refuses_unknown_clients_and_scopes_with_protocol_errors()
+    [Theory, Stores]
+    public async Task Codepair_refuses_unknown_clients_and_scopes_with_protocol_errors(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         async Task<TokenReply> Ask(params (string, string)[] fields)
         {
@@ -90,10 +90,10 @@ public sealed class ConsoleAndDeviceTests
         (await Ask(("response_type", "code"), ("client_id", profile.ClientId), ("scope", "profile"))).AssertError(HttpStatusCode.BadRequest, "invalid_request");
     }
 
-    [Fact]
-    public async Task A_denied_pair_answers_access_denied_and_an_old_one_expired_token()
+    [Theory, Stores]
+    public async Task A_denied_pair_answers_access_denied_and_an_old_one_expired_token(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var other = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();

@@ -48,10 +48,10 @@ public sealed class WebSecurityTests
         return decided.LocationQuery();
     }
 
-    [Fact]
-    public async Task A_consent_post_without_or_with_a_forged_or_foreign_csrf_token_is_refused_and_issues_nothing()
+    [Theory, Stores]
+    public async Task A_consent_post_without_or_with_a_forged_or_foreign_csrf_token_is_refused_and_issues_nothing(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         using var web = new BrowserlessClient(host);
@@ -78,10 +78,10 @@ public sealed class WebSecurityTests
         Assert.Equal(HttpStatusCode.SeeOther, genuine.Status);
     }
 
-    [Fact]
-    public async Task Removing_an_app_needs_a_genuine_form()
+    [Theory, Stores]
+    public async Task Removing_an_app_needs_a_genuine_form(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         using var web = new BrowserlessClient(host);
@@ -95,10 +95,10 @@ public sealed class WebSecurityTests
         Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(profile, tokens.RefreshToken)).Status);
     }
 
-    [Fact]
-    public async Task Sign_in_always_starts_a_new_session_and_a_planted_session_id_is_worthless()
+    [Theory, Stores]
+    public async Task Sign_in_always_starts_a_new_session_and_a_planted_session_id_is_worthless(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var user = await host.CreateUserAsync();
         using var web = new BrowserlessClient(host);
         const string planted = "attacker-chosen-session-id-0123456789abcdefghijklmnop";
@@ -127,10 +127,10 @@ public sealed class WebSecurityTests
         Assert.Equal(HttpStatusCode.Redirect, (await attacker.GetAsync("/apps")).Status);
     }
 
-    [Fact]
-    public async Task Signing_out_ends_the_session_in_the_store_not_just_in_the_browser()
+    [Theory, Stores]
+    public async Task Signing_out_ends_the_session_in_the_store_not_just_in_the_browser(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var user = await host.CreateUserAsync();
         using var web = new BrowserlessClient(host);
         await web.SignInAsync(user.Email);
@@ -146,14 +146,14 @@ public sealed class WebSecurityTests
     }
 
     [Theory]
-    [InlineData("https://evil.example/")]
-    [InlineData("//evil.example/")]
-    [InlineData("/\\evil.example/")]
-    [InlineData("/\t/evil.example/")]
-    [InlineData("javascript:alert(1)")]
-    public async Task Sign_in_never_redirects_off_site(string returnTo)
+    [Stores("https://evil.example/")]
+    [Stores("//evil.example/")]
+    [Stores("/\\evil.example/")]
+    [Stores("/\t/evil.example/")]
+    [Stores("javascript:alert(1)")]
+    public async Task Sign_in_never_redirects_off_site(StoreKind store, string returnTo)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var user = await host.CreateUserAsync();
         using var web = new BrowserlessClient(host);
 
@@ -164,14 +164,14 @@ public sealed class WebSecurityTests
     }
 
     [Theory]
-    [InlineData("https://evil.example/callback")]
-    [InlineData("https://app.example/callback/../evil")]
-    [InlineData("https://app.example/callback?next=https://evil.example")]
-    [InlineData("https://app.example/callbackx")]
-    [InlineData("https://APP.example/callback")]
-    public async Task An_unregistered_return_url_gets_a_400_page_and_is_never_redirected_to(string redirectUri)
+    [Stores("https://evil.example/callback")]
+    [Stores("https://app.example/callback/../evil")]
+    [Stores("https://app.example/callback?next=https://evil.example")]
+    [Stores("https://app.example/callbackx")]
+    [Stores("https://APP.example/callback")]
+    public async Task An_unregistered_return_url_gets_a_400_page_and_is_never_redirected_to(StoreKind store, string redirectUri)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         using var web = new BrowserlessClient(host);
@@ -185,10 +185,10 @@ public sealed class WebSecurityTests
         Assert.Equal("text/html; charset=utf-8", reply.Header("Content-Type"));
     }
 
-    [Fact]
-    public async Task An_unknown_client_gets_a_400_page_even_with_a_plausible_return_url()
+    [Theory, Stores]
+    public async Task An_unknown_client_gets_a_400_page_even_with_a_plausible_return_url(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         using var web = new BrowserlessClient(host);
 
@@ -198,10 +198,10 @@ public sealed class WebSecurityTests
         Assert.Null(reply.Location);
     }
 
-    [Fact]
-    public async Task State_round_trips_exactly_through_sign_in_consent_and_errors()
+    [Theory, Stores]
+    public async Task State_round_trips_exactly_through_sign_in_consent_and_errors(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         using var web = new BrowserlessClient(host);
@@ -219,10 +219,10 @@ public sealed class WebSecurityTests
         Assert.Contains("frobnicate", error["error_description"], StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task A_code_issued_with_S256_cannot_be_redeemed_without_a_verifier_or_as_plain()
+    [Theory, Stores]
+    public async Task A_code_issued_with_S256_cannot_be_redeemed_without_a_verifier_or_as_plain(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         using var web = new BrowserlessClient(host);
@@ -237,10 +237,10 @@ public sealed class WebSecurityTests
         Assert.Equal(HttpStatusCode.OK, (await host.PostTokenAsync(Exchange(verifier))).Status);
     }
 
-    [Fact]
-    public async Task A_public_client_must_use_PKCE_and_a_bad_method_is_refused_at_its_return_url()
+    [Theory, Stores]
+    public async Task A_public_client_must_use_PKCE_and_a_bad_method_is_refused_at_its_return_url(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(isPublic: true);
         using var web = new BrowserlessClient(host);
 
@@ -252,10 +252,10 @@ public sealed class WebSecurityTests
         Assert.Equal("invalid_request", badMethod.LocationQuery()["error"]);
     }
 
-    [Fact]
-    public async Task Sign_in_pauses_after_too_many_failures_for_an_account_with_a_clear_message_then_recovers()
+    [Theory, Stores]
+    public async Task Sign_in_pauses_after_too_many_failures_for_an_account_with_a_clear_message_then_recovers(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var user = await host.CreateUserAsync();
         using var web = new BrowserlessClient(host);
         for (int i = 0; i < 4; i++)
@@ -280,10 +280,10 @@ public sealed class WebSecurityTests
         Assert.Equal(HttpStatusCode.SeeOther, later.Status);
     }
 
-    [Fact]
-    public async Task Sign_in_pauses_for_an_address_that_tries_many_accounts()
+    [Theory, Stores]
+    public async Task Sign_in_pauses_for_an_address_that_tries_many_accounts(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync(o => o.SignInMaxFailuresPerAddress = 6);
+        await using var host = await TollgateHost.StartAsync(store, o => o.SignInMaxFailuresPerAddress = 6);
         var victim = await host.CreateUserAsync();
         using var web = new BrowserlessClient(host);
         for (int i = 0; i < 6; i++)
@@ -296,10 +296,10 @@ public sealed class WebSecurityTests
         Assert.Equal(HttpStatusCode.TooManyRequests, reply.Status);
     }
 
-    [Fact]
-    public async Task A_session_and_a_form_survive_a_server_restart()
+    [Theory, Stores]
+    public async Task A_session_and_a_form_survive_a_server_restart(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         using var web = new BrowserlessClient(host);
@@ -312,10 +312,10 @@ public sealed class WebSecurityTests
             ("grant_type", "authorization_code"), ("code", answer["code"]), ("redirect_uri", TollgateHost.ReturnUrl)))).Status);
     }
 
-    [Fact]
-    public async Task Consent_is_remembered_until_the_scope_grows()
+    [Theory, Stores]
+    public async Task Consent_is_remembered_until_the_scope_grows(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         using var web = new BrowserlessClient(host);
@@ -330,10 +330,10 @@ public sealed class WebSecurityTests
         Assert.Contains("now asks for more", grown.Body, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task Pages_are_not_cached_framed_or_scripted_and_names_are_encoded()
+    [Theory, Stores]
+    public async Task Pages_are_not_cached_framed_or_scripted_and_names_are_encoded(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(name: "<script>alert(1)</script> & Co");
         var user = await host.CreateUserAsync(name: "Ana \"<b>\"");
         using var web = new BrowserlessClient(host);

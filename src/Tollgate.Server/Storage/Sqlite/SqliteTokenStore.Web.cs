@@ -114,27 +114,6 @@ internal sealed partial class SqliteTokenStore
             return list;
         }));
 
-    public Task<bool> RotateClientSecretAsync(
-        string clientId, byte[] newSecretHash, DateTimeOffset now, DateTimeOffset overlapEndsAt, CancellationToken ct) => _writer.WriteAsync(s =>
-    {
-        using (var reader = s.Command("SELECT id, is_public FROM profiles WHERE client_id = $c").With("$c", clientId).ExecuteReader())
-        {
-            if (!reader.Read() || reader.GetInt64(1) != 0)
-            {
-                return false;
-            }
-        }
-        long profileRowId = ProfileRowId(s, clientId)!.Value;
-        long overlapEnd = overlapEndsAt.ToUnixTimeMilliseconds();
-        // Secrets that would outlive the overlap now end with it; ones already ending sooner keep their date.
-        s.Command("UPDATE client_secrets SET expires_at = $o WHERE profile_id = $p AND (expires_at IS NULL OR expires_at > $o)")
-            .With("$o", overlapEnd).With("$p", profileRowId).ExecuteNonQuery();
-        s.Command("INSERT INTO client_secrets (profile_id, secret_hash, created_at) VALUES ($p, $h, $t)")
-            .With("$p", profileRowId).With("$h", newSecretHash).With("$t", now.ToUnixTimeMilliseconds()).ExecuteNonQuery();
-        BumpProfileGeneration(s);
-        return true;
-    });
-
     public Task<bool> AddReturnUrlAsync(string clientId, string url, CancellationToken ct) => _writer.WriteAsync(s =>
     {
         if (ProfileRowId(s, clientId) is not { } profileRowId)
