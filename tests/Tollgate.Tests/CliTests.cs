@@ -131,7 +131,9 @@ public sealed class CliTests : IDisposable
         await using var database = await UseAsync(store);
         // A request in flight at the kill may have rotated a token whose answer was lost; the grace window
         // covers that. What must never happen is an answered successor that the store forgot.
-        Dictionary<string, string>? env = null;
+        // The grace window must outlast the restart: on PostgreSQL a request in flight at the kill can still commit its
+        // rotation in the database, and on a loaded machine the restart can take minutes. Durability is what is tested here.
+        var env = new Dictionary<string, string> { ["Tollgate__RotationGraceSeconds"] = "1800" };
         (await Tollgate("profile", "create", "--name", "Rotating", "--return-url", PageRedirectUri, "--refresh-policy", "rotate",
             "--client-id", PageClientId, "--client-secret", PageClientSecret, "--db", Db)).AssertSuccess();
         (await TollgateCommand.RunAsync(_directory, ["user", "create", "--email", "ana@example.com", "--name", "Ana", "--db", Db],
