@@ -135,7 +135,14 @@ await Task.WhenAll(workers);
 double measured = Math.Max(0.001, (clock.Elapsed - warmup).TotalSeconds);
 if (options.DumpTokensFile is not null)
 {
-    await File.WriteAllLinesAsync(options.DumpTokensFile, state.Select(t => t ?? ""));
+    // Each worker's chain head replaces the seed it started from; seeds no worker used stay, so the
+    // file can seed the next run, at any concurrency up to its length.
+    var heads = seeds.Length >= state.Length ? seeds.ToArray() : new string[state.Length];
+    for (int i = 0; i < state.Length; i++)
+    {
+        heads[i] = options.Mode == Mode.Refresh ? state[i] ?? "" : heads[i] ?? "";
+    }
+    await File.WriteAllLinesAsync(options.DumpTokensFile, heads);
 }
 if (received is not null)
 {
