@@ -21,6 +21,10 @@ internal static class Seeder
     public const string RotateClientId = "amzn1.application-oa2-client.00000000000000000000000000be4c02";
     public const string BenchSecret = "c007c411c9657dde807a11a96a3cfd8a2972f9599ac28de241675832f63cac05";
     public const string ReturnUrl = "https://bench.example/cb";
+    /// <summary>
+    /// Registered on every seeded profile, with <c>profile</c> too: ../shared/bench/compare.sh asks client_credentials
+    /// for scope=profile, and a scope must be registered on the profile to be granted that way.
+    /// </summary>
     public const string Scope = "videocentral::reporting";
 
     /// <summary>
@@ -191,6 +195,7 @@ internal static class Seeder
         rest.CommandText = """
             INSERT INTO profile_return_urls (profile_id, url) VALUES ($p, $u);
             INSERT INTO profile_scopes (profile_id, scope) VALUES ($p, $s);
+            INSERT INTO profile_scopes (profile_id, scope) VALUES ($p, 'profile');
             INSERT INTO client_secrets (profile_id, secret_hash, created_at) VALUES ($p, $h, $t);
             """;
         rest.Parameters.AddWithValue("$p", id);
