@@ -120,6 +120,13 @@ db="$out/tollgate.db"; seeds="$out/seeds"; rm -f "$db" "$db"-*
 start "$out/server.log" "${tollgate[@]}" serve --urls http://127.0.0.1:0 --db "sqlite:$db"; srv=$url; srv_pid=$pid
 sample_rss "$srv_pid" & pids+=($!)
 
+# An unmeasured pass first, so neither server is measured while its JIT is still compiling the path.
+set_phase warmup
+"${load[@]}" "$ceil_url" --mode refresh --client-id a --client-secret b --seed-file "$ceil_seeds" -c 16 -d 2 --warmup 0 >/dev/null
+"${load[@]}" "$ceil_url" --mode tokeninfo --client-id a --client-secret b --seed-file "$ceil_seeds" -c 16 -d 1 --warmup 0 >/dev/null
+"${load[@]}" "$srv" --mode refresh --client-id $reuse_id --client-secret $secret --seed-file "$seeds/reuse-tokens.txt" -c 16 -d 2 --warmup 0 >/dev/null
+"${load[@]}" "$srv" --mode tokeninfo --client-id $reuse_id --client-secret $secret --seed-file "$seeds/reuse-tokens.txt" -c 16 -d 1 --warmup 0 >/dev/null
+
 echo "1. every grant at 16 connections, empty store (${dur}s each)" >&2
 ceil_post 16 0; ceil_get 16 0
 run_reuse tollgate 16 0 "$srv"; run_rotate tollgate 16 0 "$srv"; run_cc tollgate 16 0 "$srv"
@@ -147,7 +154,7 @@ done
 
 if [ "$soak" -gt 0 ]; then
   echo "4. soak: reuse refresh at 16 connections for ${soak}s" >&2
-  group=soak; saved=$dur; dur=$soak; run_reuse tollgate 16 "$have" "$srv"; dur=$saved
+  group=soak; saved=$dur; dur=$soak; run_reuse tollgate 16 "$have" "$srv"; dur=$saved; ceil_post 16 "$have"
 fi
 set_phase done; sleep 1.5
 
@@ -172,7 +179,7 @@ awk -F'\t' -v rssfile="$rss" '
       printf "%-12s %-19s %5s %8s %8s %8s %7s %7s %6.3f  %s\n", g, s, c, st, f[6], base, f[7], f[8], ratio, verdict
     }
     while ((getline line < rssfile) > 0) { split(line, r, "\t"); if (r[2] == "") continue
-      if (r[2] > max) max = r[2]; if (r[3] !~ /^(idle|seeding)/ && first == "") first = r[2]; last = r[2] }
+      if (r[2] > max) max = r[2]; if (r[3] !~ /^(idle|seeding|warmup)/ && first == "") first = r[2]; last = r[2] }
     printf "\nserver RSS: max %.0f MB, at first load %.0f MB, at the end %.0f MB (every second in %s)\n", max / 1024, first / 1024, last / 1024, rssfile
   }' "$results"
 echo "results: $results"
