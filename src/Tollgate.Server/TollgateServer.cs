@@ -49,6 +49,8 @@ internal static class TollgateServer
         services.AddSingleton(_ => new AccessTokenCodec(keys.Keys, keys.CurrentKeyId));
         services.AddSingleton<ProfileCache>();
         services.AddHostedService(sp => sp.GetRequiredService<ProfileCache>());
+        services.AddSingleton<Housekeeping>();
+        services.AddHostedService(sp => sp.GetRequiredService<Housekeeping>());
         services.AddSingleton<ClientAuthentication>();
         services.AddSingleton<AccessTokenIssuer>();
         services.AddSingleton<AccessTokenValidator>();

@@ -33,13 +33,12 @@ internal sealed class AuthorizationCodeGrant(ITokenStore store, AccessTokenIssue
             return OAuthError.InvalidGrant("code", "The code is unknown, or was issued to another client.");
         }
 
-        // 3. A code is used once. A second use means it leaked: deny it and revoke what the first use
-        //    obtained (RFC 6749 §4.1.2), since we cannot tell which of the two callers is the thief.
+        // 3. A code is used once. A second use means it leaked: go straight to redemption, where the
+        //    store sees the replay and revokes what the first use obtained (RFC 6749 §4.1.2), since we
+        //    cannot tell which of the two callers is the thief.
         if (code.Redeemed)
         {
-            await store.RedeemCodeAsync(codeHash!, Secrets.Hash(Secrets.NewRefreshToken()), time.GetUtcNow(), ct);
-            cache.Invalidate(); // the first use's grant is revoked now; its access tokens must stop working here at once
-            return CodeReplayed();
+            return await RedeemAsync(codeHash!, code, client, ct);
         }
 
         // 4. It has not expired (Amazon: 5 minutes).
@@ -62,9 +61,15 @@ internal sealed class AuthorizationCodeGrant(ITokenStore store, AccessTokenIssue
             return pkceError;
         }
 
-        // 7. Redeem atomically: if another request redeemed it a moment ago, this one is the replay.
+        // 7. Redeem.
+        return await RedeemAsync(codeHash!, code, client, ct);
+    }
+
+    /// <summary>Atomic in the store: if another request redeemed the code a moment ago, this one is the replay.</summary>
+    private async ValueTask<GrantResult> RedeemAsync(byte[] codeHash, AuthorizationCode code, Profile client, CancellationToken ct)
+    {
         string refreshToken = Secrets.NewRefreshToken();
-        var redemption = await store.RedeemCodeAsync(codeHash!, Secrets.Hash(refreshToken), now, ct);
+        var redemption = await store.RedeemCodeAsync(codeHash, Secrets.Hash(refreshToken), time.GetUtcNow(), ct);
         return redemption.Outcome switch
         {
             CodeRedemptionOutcome.Redeemed => issuer.Issue(client.ClientId, code.UserId, code.Scope, redemption.GrantId, refreshToken, echoScope: false),

@@ -16,6 +16,10 @@ internal static class TollgateCli
         root.Add(AdminCommands.User());
         root.Add(AdminCommands.Code());
         root.Add(AdminCommands.Db());
+        foreach (var command in ClientCommands.Create())
+        {
+            root.Add(command);
+        }
 
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
