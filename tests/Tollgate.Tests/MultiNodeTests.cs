@@ -19,6 +19,7 @@ public sealed class MultiNodeTests : IAsyncLifetime
     /// <summary>What docs/multi-node.md promises: the poll interval (1 s), plus slack for a loaded test machine.</summary>
     private static readonly TimeSpan DocumentedDelay = TimeSpan.FromSeconds(1);
 
+    // Long enough that a loaded CI machine finishes a burst of refreshes inside it, short enough to outlive.
     private const int GraceSeconds = 10;
 
     private readonly string _directory = TempDirectory.Create();
