@@ -9,6 +9,7 @@ using Tollgate.Server.Endpoints;
 using Tollgate.Server.Grants;
 using Tollgate.Server.Protocol;
 using Tollgate.Server.Storage;
+using Tollgate.Server.Web;
 
 namespace Tollgate.Server;
 
@@ -25,6 +26,8 @@ internal static class TollgateServer
         var builder = WebApplication.CreateSlimBuilder(args);
         builder.Configuration.AddTollgateSources();
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        // Data Protection warns that its keys are stored unencrypted; that is deliberate (see StoreXmlRepository).
+        builder.Logging.AddFilter("Microsoft.AspNetCore.DataProtection", LogLevel.Error);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
@@ -60,6 +63,7 @@ internal static class TollgateServer
         services.AddSingleton<TokenEndpoint>();
         services.AddSingleton<TokenInfoEndpoint>();
         services.AddSingleton<UserProfileEndpoint>();
+        services.AddWebPages(store, time);
 
         var app = builder.Build();
         app.Use(RequestIdAndErrors);
@@ -77,6 +81,7 @@ internal static class TollgateServer
         app.MapGet("/auth/o2/tokeninfo", tokenInfo.HandleAsync);
         app.MapGet("/user/profile", userProfile.HandleAsync);
         app.MapGet("/healthz", () => Results.Text("ok\n"));
+        WebPages.MapWebPages(app);
 
         // Wrong methods and unknown paths get the protocol's JSON too, never an empty body.
         app.MapMethods("/auth/o2/token", ["GET", "PUT", "DELETE", "PATCH", "HEAD"], http => MethodNotAllowed(http, "POST"));

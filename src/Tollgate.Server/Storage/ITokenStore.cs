@@ -10,7 +10,7 @@ namespace Tollgate.Server.Storage;
 /// Secrets cross this boundary only as SHA-256 hashes (see <c>Crypto.Secrets</c>). Methods that
 /// return once a write is durable say so; a caller may answer a client only after they return.
 /// </remarks>
-internal interface ITokenStore : IAsyncDisposable
+internal partial interface ITokenStore : IAsyncDisposable
 {
     /// <summary>Brings the schema to the current version (idempotent, safe to race).</summary>
     Task<SchemaStatus> MigrateAsync(CancellationToken ct);

@@ -18,7 +18,7 @@ namespace Tollgate.Server.Storage.Postgres;
 /// a retried write whose first commit may have succeeded before the connection dropped recognises its own
 /// result by the random successor hash it wrote, so a retry never turns a success into a replay.
 /// </remarks>
-internal sealed class PostgresTokenStore : ITokenStore
+internal sealed partial class PostgresTokenStore : ITokenStore
 {
     /// <summary>Advisory lock keys ("tollgate" + n), shared by every node on one database.</summary>
     internal const long PruneLockKey = 0x746F6C6C67617402;

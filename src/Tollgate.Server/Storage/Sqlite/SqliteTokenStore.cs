@@ -8,7 +8,7 @@ namespace Tollgate.Server.Storage.Sqlite;
 /// connections; writes go through <see cref="GroupCommitWriter"/>, which also makes every
 /// check-then-write below atomic (one writer, inside BEGIN IMMEDIATE).
 /// </summary>
-internal sealed class SqliteTokenStore : ITokenStore
+internal sealed partial class SqliteTokenStore : ITokenStore
 {
     private readonly string _connectionString;
     private readonly ReaderPool _readers;
