@@ -21,7 +21,10 @@ internal partial interface ITokenStore : IAsyncDisposable
 
     Task<Profile?> FindProfileAsync(string clientId, CancellationToken ct);
 
-    /// <summary>A number that changes whenever any profile changes; caches compare it to know when to drop entries.</summary>
+    /// <summary>
+    /// A number that changes whenever any profile changes or any grant is revoked; caches of profiles and of
+    /// grant status compare it to know when to drop entries.
+    /// </summary>
     Task<long> GetProfileGenerationAsync(CancellationToken ct);
 
     /// <summary>Durable on return. False if the client id is taken.</summary>

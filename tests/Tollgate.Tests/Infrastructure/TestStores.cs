@@ -119,8 +119,9 @@ internal sealed class TestDatabase : IAsyncDisposable
         return database._postgresName is null ? database : new TestDatabase(kind, database.Location, null, database._postgresName, pooled: true);
     }
 
+    /// <summary>Generous timeouts: CI machines run several test processes and builds at once.</summary>
     private static string ConnectionStringFor(string name) =>
-        new NpgsqlConnectionStringBuilder(TestStores.PostgresServer) { Database = name }.ConnectionString;
+        new NpgsqlConnectionStringBuilder(TestStores.PostgresServer) { Database = name, Timeout = 60, CommandTimeout = 120 }.ConnectionString;
 
     public StoreKind Kind { get; }
 
