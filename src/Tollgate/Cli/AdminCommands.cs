@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using Tollgate.Server;
 using Tollgate.Server.Admin;
+using Tollgate.Server.Audit;
 
 namespace Tollgate.Cli;
 
@@ -51,12 +52,15 @@ internal static class AdminCommands
         delete.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(deleteDb), async store =>
         {
             string id = parsed.GetValue(deleteId)!;
-            return await store.DeleteProfileAsync(id, ct)
-                ? await PrintAsync<string>(id, v => new Dictionary<string, object?> { ["deleted"] = v })
-                : await TollgateCli.FailAsync(TollgateCli.Failure, $"no security profile has client id {id}");
+            if (!await store.DeleteProfileAsync(id, ct))
+            {
+                return await TollgateCli.FailAsync(TollgateCli.Failure, $"no security profile has client id {id}");
+            }
+            await OpsCommands.AuditAsync(store, AuditEvents.ProfileDeleted, id, "deleted with tollgate profile delete; every grant and token invalidated", ct);
+            return await PrintAsync<string>(id, v => new Dictionary<string, object?> { ["deleted"] = v });
         }));
 
-        return new Command("profile", "Manage security profiles (clients)") { create, delete };
+        return new Command("profile", "Manage security profiles (clients)") { create, delete, OpsCommands.SetRateLimit() };
     }
 
     public static Command User()
@@ -129,7 +133,7 @@ internal static class AdminCommands
         });
 
     /// <summary>A minted code gets the lifetime the server is configured with (tollgate.json, Tollgate__* env).</summary>
-    private static TollgateOptions ServerOptions() => TollgateOptions.Load(
+    internal static TollgateOptions ServerOptions() => TollgateOptions.Load(
         new Microsoft.Extensions.Configuration.ConfigurationBuilder().AddTollgateSources().Build());
 
     /// <summary>The password is the whole of stdin, less one trailing newline, so <c>echo pw | tollgate user create</c> works.</summary>
