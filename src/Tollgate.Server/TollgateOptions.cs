@@ -123,7 +123,7 @@ internal sealed class LimitOptions
         : MaxRequestBodyBytes is < 1024 or > 256 * 1024 * 1024 ? "Tollgate:Limits:MaxRequestBodyBytes must be between 1024 and 268435456"
         : RequestHeadersTimeoutSeconds is < 1 or > 300 ? "Tollgate:Limits:RequestHeadersTimeoutSeconds must be between 1 and 300"
         : MinRequestBodyBytesPerSecond is < 0 or > 1024 * 1024 ? "Tollgate:Limits:MinRequestBodyBytesPerSecond must be between 0 (off) and 1048576"
-        : RequestBodyGraceSeconds is < 1 or > 300 ? "Tollgate:Limits:RequestBodyGraceSeconds must be between 1 and 300"
+        : RequestBodyGraceSeconds is < 2 or > 300 ? "Tollgate:Limits:RequestBodyGraceSeconds must be between 2 and 300"
         : KeepAliveTimeoutSeconds is < 1 or > 3600 ? "Tollgate:Limits:KeepAliveTimeoutSeconds must be between 1 and 3600"
         : MaxConcurrentConnections is < 0 ? "Tollgate:Limits:MaxConcurrentConnections must be 0 (unlimited) or more"
         : null;

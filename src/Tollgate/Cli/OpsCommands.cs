@@ -54,7 +54,7 @@ internal static class OpsCommands
         var since = new Option<string?>("--since") { Description = "Only events at or after this time: ISO 8601 (2026-11-29T12:00:00Z) or an age (90s, 15m, 2h, 7d)" };
         var clientId = new Option<string?>("--client-id") { Description = "Only events of this client id" };
         var eventName = new Option<string?>("--event") { Description = "Only this event: " + string.Join(", ", EventNames) };
-        var limit = new Option<int>("--limit") { Description = "At most this many events, newest first (default 100)", DefaultValueFactory = _ => 100 };
+        var limit = new Option<int?>("--limit") { Description = "At most this many events, newest first (default 100)" };
         var db = TollgateCli.DbOption();
         var command = new Command("audit", "List security events as JSON lines, newest first") { since, clientId, eventName, limit, db };
         command.Validators.Add(result =>
@@ -76,7 +76,7 @@ internal static class OpsCommands
         {
             var query = new AuditQuery(
                 parsed.GetValue(since) is { } text ? ParseSince(text, DateTimeOffset.UtcNow) : null,
-                parsed.GetValue(clientId), parsed.GetValue(eventName), parsed.GetValue(limit));
+                parsed.GetValue(clientId), parsed.GetValue(eventName), parsed.GetValue(limit) ?? 100);
             foreach (var record in await store.ListAuditEventsAsync(query, ct))
             {
                 var e = record.Event;

@@ -49,11 +49,14 @@ internal sealed class TollgateHost : IAsyncDisposable
 
     public TollgateOptions Options => _app.Services.GetRequiredService<TollgateOptions>();
 
-    public static async Task<TollgateHost> StartAsync(Action<TollgateOptions>? configure = null)
+    public IServiceProvider Services => _app.Services;
+
+    public static async Task<TollgateHost> StartAsync(Action<TollgateOptions>? configure = null, Action<SqliteTokenStore>? arrangeStore = null)
     {
         var directory = TempDirectory.Create();
         var store = SqliteTokenStore.Open(Path.Combine(directory, "tollgate.db"));
         await store.MigrateAsync(CancellationToken.None);
+        arrangeStore?.Invoke(store);
         var clock = new FakeTimeProvider(new DateTimeOffset(2026, 11, 29, 12, 0, 0, TimeSpan.Zero));
         var app = await TollgateServer.BuildAsync(
             ["--Logging:LogLevel:Default=Warning", "--Logging:LogLevel:Tollgate.Errors=None"], store, clock, configure);
@@ -151,8 +154,11 @@ internal sealed class TollgateHost : IAsyncDisposable
 
     // ---- Asserting on the store itself ----
 
-    /// <summary>Every row of every table, in a stable order: equal snapshots mean the request changed nothing.</summary>
-    public string Snapshot()
+    /// <summary>
+    /// Every row of every table, in a stable order: equal snapshots mean the request changed nothing. The audit trail
+    /// is left out unless asked for: it records attempts (and is written in the background), it is not state a request changes.
+    /// </summary>
+    public string Snapshot(bool includeAudit = false)
     {
         using var connection = new SqliteConnection($"Data Source={DatabasePath};Mode=ReadOnly;Pooling=False");
         connection.Open();
@@ -163,7 +169,10 @@ internal sealed class TollgateHost : IAsyncDisposable
             using var reader = list.ExecuteReader();
             while (reader.Read())
             {
-                tables.Add(reader.GetString(0));
+                if (includeAudit || reader.GetString(0) != "audit_events")
+                {
+                    tables.Add(reader.GetString(0));
+                }
             }
         }
         var dump = new StringBuilder();
