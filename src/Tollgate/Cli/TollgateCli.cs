@@ -18,6 +18,10 @@ internal static class TollgateCli
         root.Add(AdminCommands.Db());
         root.Add(OpsCommands.Audit());
         root.Add(OpsCommands.Keys());
+        foreach (var command in ClientCommands.Create())
+        {
+            root.Add(command);
+        }
 
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
