@@ -137,7 +137,9 @@ internal sealed class KeyRing(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(options.Keys.Refresh, time);
+        // The cadence is real time; what is due is decided by the injected clock, so tests that move a fake clock
+        // days ahead choose when the ring looks (RefreshAsync) instead of racing a background rotation.
+        using var timer = new PeriodicTimer(options.Keys.Refresh);
         while (await timer.WaitForNextTickAsync(stoppingToken))
         {
             try
