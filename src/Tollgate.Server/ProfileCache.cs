@@ -11,6 +11,9 @@ namespace Tollgate.Server;
 /// reads it every <see cref="TollgateOptions.ProfileCacheRefreshMilliseconds"/> and drops the
 /// cache when it moved. A profile deleted or a secret rotated by another process (the admin CLI,
 /// another node) is therefore honoured here within that interval, and the hot path never waits on it.
+/// On PostgreSQL the same change also raises a NOTIFY that wakes the loop at once, so nodes usually
+/// agree within milliseconds; the poll stays as the guarantee, because a notification sent while the
+/// listening connection is down is lost (docs/multi-node.md).
 /// </summary>
 /// <remarks>
 /// Unknown client ids are not cached: an attacker sending random ids cannot grow memory. The cache is
@@ -47,9 +50,9 @@ internal sealed class ProfileCache(ITokenStore store, TollgateOptions options, I
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(options.ProfileCacheRefreshMilliseconds));
+        var interval = TimeSpan.FromMilliseconds(options.ProfileCacheRefreshMilliseconds);
         long seen = long.MinValue;
-        do
+        while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
@@ -59,16 +62,29 @@ internal sealed class ProfileCache(ITokenStore store, TollgateOptions options, I
                     seen = current;
                     Invalidate();
                 }
+                // Returns early when the store hears of a change (PostgreSQL's NOTIFY), else after the interval.
+                await store.WaitForProfileChangeAsync(interval, stoppingToken);
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
             {
                 // The store is unavailable; serving from a cache we cannot refresh could honour a deleted
                 // profile indefinitely, so forget it and let requests see the store's error themselves.
                 Invalidate();
                 seen = long.MinValue;
                 logger.LogWarning("Profile cache could not read the store: {Error}", e.Message);
+                try
+                {
+                    await Task.Delay(interval, stoppingToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
             }
         }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
     }
 }

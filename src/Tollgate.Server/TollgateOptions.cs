@@ -23,6 +23,19 @@ internal sealed class TollgateOptions
     /// <summary>How often a node checks whether another process changed a security profile.</summary>
     public int ProfileCacheRefreshMilliseconds { get; set; } = 1000;
 
+    /// <summary>How often the housekeeping job prunes the store (one node at a time); 0 turns it off on this node.</summary>
+    public int PruneIntervalSeconds { get; set; } = 300;
+
+    /// <summary>Rows per table and transaction in a prune batch: small, so a batch never holds the store for long.</summary>
+    public int PruneBatchSize { get; set; } = 500;
+
+    /// <summary>
+    /// How long an expired code, a consumed refresh token or a revoked grant is kept before it is pruned (7 days).
+    /// While kept, replaying it is still recognised: a replayed code revokes its grant (RFC 6749 §4.1.2) and a
+    /// replayed rotated refresh token revokes its family (RFC 9700 §4.14). After it, the replay is refused as unknown.
+    /// </summary>
+    public int PruneRetentionSeconds { get; set; } = 7 * 24 * 3600;
+
     /// <summary>The <c>iss</c> that tokeninfo reports; defaults to the scheme and host the request came to.</summary>
     public string? Issuer { get; set; }
 
@@ -67,6 +80,8 @@ internal sealed class TollgateOptions
 
     public TimeSpan RotationGrace => TimeSpan.FromSeconds(RotationGraceSeconds);
 
+    public TimeSpan PruneRetention => TimeSpan.FromSeconds(PruneRetentionSeconds);
+
     /// <summary>Names the first bad setting, so a misconfigured server refuses to start with a clear message.</summary>
     public string? Validate() =>
         AccessTokenLifetimeSeconds is < 60 or > 86_400 ? "Tollgate:AccessTokenLifetimeSeconds must be between 60 and 86400"
@@ -74,6 +89,10 @@ internal sealed class TollgateOptions
         : RotationGraceSeconds is < 0 or > 3600 ? "Tollgate:RotationGraceSeconds must be between 0 and 3600"
         : MaxTokenRequestBytes is < 1024 or > 1024 * 1024 ? "Tollgate:MaxTokenRequestBytes must be between 1024 and 1048576"
         : ProfileCacheRefreshMilliseconds is < 50 or > 60_000 ? "Tollgate:ProfileCacheRefreshMilliseconds must be between 50 and 60000"
+        : PruneIntervalSeconds is < 0 or > 86_400 ? "Tollgate:PruneIntervalSeconds must be between 0 (off) and 86400"
+        : PruneBatchSize is < 10 or > 100_000 ? "Tollgate:PruneBatchSize must be between 10 and 100000"
+        : PruneRetentionSeconds < RotationGraceSeconds || PruneRetentionSeconds > 366 * 86_400
+            ? "Tollgate:PruneRetentionSeconds must be at least Tollgate:RotationGraceSeconds (a token inside its grace window must not vanish) and at most a year"
         : MaxTokenRequestBytes > Limits.MaxRequestBodyBytes ? "Tollgate:MaxTokenRequestBytes must not exceed Tollgate:Limits:MaxRequestBodyBytes"
         : Issuer is { } issuer && !Uri.TryCreate(issuer, UriKind.Absolute, out _) ? "Tollgate:Issuer must be an absolute URL"
         : Crypto.MasterKeys.Problem(this)

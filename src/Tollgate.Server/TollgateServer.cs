@@ -64,6 +64,8 @@ internal static class TollgateServer
         services.AddSingleton(sp => sp.GetRequiredService<KeyRing>().Codec);
         services.AddSingleton<ProfileCache>();
         services.AddHostedService(sp => sp.GetRequiredService<ProfileCache>());
+        services.AddSingleton<Housekeeping>();
+        services.AddHostedService(sp => sp.GetRequiredService<Housekeeping>());
         services.AddSingleton<ClientAuthentication>();
         services.AddSingleton<AccessTokenIssuer>();
         services.AddSingleton<AccessTokenValidator>();

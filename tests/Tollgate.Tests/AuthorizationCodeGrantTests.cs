@@ -16,10 +16,10 @@ public sealed partial class AuthorizationCodeGrantTests
     private static (string, string?)[] Exchange(CreatedProfile profile, string code, string? verifier = null, string redirectUri = TollgateHost.ReturnUrl) =>
         TollgateHost.WithClient(profile, ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirectUri), ("code_verifier", verifier));
 
-    [Fact]
-    public async Task Exchanging_a_code_returns_Amazon_shaped_tokens_and_headers()
+    [Theory, Stores]
+    public async Task Exchanging_a_code_returns_Amazon_shaped_tokens_and_headers(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         string code = await host.IssueCodeAsync(profile, user);
@@ -38,20 +38,20 @@ public sealed partial class AuthorizationCodeGrantTests
         Assert.True(Guid.TryParse(reply.Headers.GetValues("x-amzn-RequestId").Single(), out _));
     }
 
-    [Fact]
-    public async Task Access_token_lifetime_is_configurable()
+    [Theory, Stores]
+    public async Task Access_token_lifetime_is_configurable(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync(o => o.AccessTokenLifetimeSeconds = 600);
+        await using var host = await TollgateHost.StartAsync(store, o => o.AccessTokenLifetimeSeconds = 600);
 
         var (_, tokens) = await host.AuthorizeAsync();
 
         Assert.Equal("600", tokens["expires_in"]);
     }
 
-    [Fact]
-    public async Task Redeeming_a_code_twice_fails_and_revokes_every_token_issued_from_it()
+    [Theory, Stores]
+    public async Task Redeeming_a_code_twice_fails_and_revokes_every_token_issued_from_it(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         string code = await host.IssueCodeAsync(profile, user);
@@ -67,10 +67,10 @@ public sealed partial class AuthorizationCodeGrantTests
         (await host.TokenInfoAsync(first.AccessToken)).AssertError(HttpStatusCode.BadRequest, "invalid_token");
     }
 
-    [Fact]
-    public async Task Fifty_concurrent_redemptions_of_one_code_yield_exactly_one_success()
+    [Theory, Stores]
+    public async Task Fifty_concurrent_redemptions_of_one_code_yield_exactly_one_success(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         string code = await host.IssueCodeAsync(profile, user);
@@ -91,10 +91,10 @@ public sealed partial class AuthorizationCodeGrantTests
         (await host.RefreshAsync(profile, winners[0].RefreshToken)).AssertError(HttpStatusCode.BadRequest, "invalid_grant");
     }
 
-    [Fact]
-    public async Task A_code_works_until_five_minutes_and_not_a_second_later()
+    [Theory, Stores]
+    public async Task A_code_works_until_five_minutes_and_not_a_second_later(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         string early = await host.IssueCodeAsync(profile, user);
@@ -110,10 +110,10 @@ public sealed partial class AuthorizationCodeGrantTests
         Assert.Contains("expired", tooLate.Description, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task The_redirect_uri_must_be_sent_and_equal_the_one_the_code_was_issued_for()
+    [Theory, Stores]
+    public async Task The_redirect_uri_must_be_sent_and_equal_the_one_the_code_was_issued_for(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         string code = await host.IssueCodeAsync(profile, user);
@@ -128,10 +128,10 @@ public sealed partial class AuthorizationCodeGrantTests
         Assert.Equal(HttpStatusCode.OK, same.Status);
     }
 
-    [Fact]
-    public async Task A_code_issued_to_another_client_is_invalid_grant_and_stays_usable_by_its_owner()
+    [Theory, Stores]
+    public async Task A_code_issued_to_another_client_is_invalid_grant_and_stays_usable_by_its_owner(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var owner = await host.CreateProfileAsync();
         var thief = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
@@ -145,11 +145,11 @@ public sealed partial class AuthorizationCodeGrantTests
     }
 
     [Theory]
-    [InlineData("S256")]
-    [InlineData("plain")]
-    public async Task A_PKCE_bound_code_needs_its_verifier(string method)
+    [Stores("S256")]
+    [Stores("plain")]
+    public async Task A_PKCE_bound_code_needs_its_verifier(StoreKind store, string method)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         string verifier = Pkce.NewVerifier();
@@ -164,10 +164,10 @@ public sealed partial class AuthorizationCodeGrantTests
         Assert.Equal(HttpStatusCode.OK, right.Status);
     }
 
-    [Fact]
-    public async Task PKCE_cannot_be_downgraded_in_either_direction()
+    [Theory, Stores]
+    public async Task PKCE_cannot_be_downgraded_in_either_direction(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         string verifier = Pkce.NewVerifier();
@@ -186,10 +186,10 @@ public sealed partial class AuthorizationCodeGrantTests
         Assert.Equal(HttpStatusCode.OK, (await host.PostTokenAsync(Exchange(profile, s256Code, verifier: verifier))).Status);
     }
 
-    [Fact]
-    public async Task A_public_client_redeems_with_client_id_and_verifier_and_may_not_send_a_secret()
+    [Theory, Stores]
+    public async Task A_public_client_redeems_with_client_id_and_verifier_and_may_not_send_a_secret(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(isPublic: true);
         var user = await host.CreateUserAsync();
         string verifier = Pkce.NewVerifier();
@@ -204,10 +204,10 @@ public sealed partial class AuthorizationCodeGrantTests
         Assert.Equal(HttpStatusCode.OK, reply.Status);
     }
 
-    [Fact]
-    public async Task A_public_client_cannot_be_issued_a_code_without_PKCE()
+    [Theory, Stores]
+    public async Task A_public_client_cannot_be_issued_a_code_without_PKCE(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(isPublic: true);
         var user = await host.CreateUserAsync();
 

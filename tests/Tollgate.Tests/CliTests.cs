@@ -15,15 +15,25 @@ public sealed class CliTests : IDisposable
 
     private readonly string _directory = TempDirectory.Create();
 
-    private string Db => "sqlite:" + Path.Combine(_directory, "tollgate.db");
+    /// <summary>The <c>--db</c> of the test's own database (see <see cref="UseAsync"/>).</summary>
+    private string Db { get; set; } = "";
 
     private Task<CommandResult> Tollgate(params string[] args) => TollgateCommand.RunAsync(_directory, args);
 
     public void Dispose() => TempDirectory.Delete(_directory);
 
-    [Fact]
-    public async Task Profile_create_prints_generated_credentials_in_Amazons_formats()
+    /// <summary>A fresh database of <paramref name="store"/>'s kind for this test; the SQLite one is tollgate.db in the test directory.</summary>
+    private async Task<TestDatabase> UseAsync(StoreKind store)
     {
+        var database = await TestDatabase.CreateAsync(store, _directory);
+        Db = database.Location;
+        return database;
+    }
+
+    [Theory, Stores]
+    public async Task Profile_create_prints_generated_credentials_in_Amazons_formats(StoreKind store)
+    {
+        await using var database = await UseAsync(store);
         var result = (await Tollgate("profile", "create", "--name", "Demo", "--return-url", "https://app.example/cb", "--db", Db)).AssertSuccess();
 
         Assert.Matches("^amzn1\\.application-oa2-client\\.[0-9a-f]{32}$", result.Json.GetProperty("client_id").GetString());
@@ -31,9 +41,10 @@ public sealed class CliTests : IDisposable
         Assert.Equal("reuse", result.Json.GetProperty("refresh_policy").GetString());
     }
 
-    [Fact]
-    public async Task Bad_usage_exits_2_and_other_failures_exit_1_each_with_one_line_on_stderr()
+    [Theory, Stores]
+    public async Task Bad_usage_exits_2_and_other_failures_exit_1_each_with_one_line_on_stderr(StoreKind store)
     {
+        await using var database = await UseAsync(store);
         var missingName = await Tollgate("profile", "create", "--return-url", "https://app.example/cb", "--db", Db);
         var badPolicy = await Tollgate("profile", "create", "--name", "x", "--return-url", "https://app.example/cb", "--refresh-policy", "sometimes", "--db", Db);
         var badDb = await Tollgate("profile", "create", "--name", "x", "--return-url", "https://app.example/cb", "--db", "mysql:x");
@@ -64,9 +75,10 @@ public sealed class CliTests : IDisposable
         Assert.True(File.Exists(envDb));
     }
 
-    [Fact]
-    public async Task User_create_reads_the_password_from_stdin_and_code_issue_prints_the_code_alone()
+    [Theory, Stores]
+    public async Task User_create_reads_the_password_from_stdin_and_code_issue_prints_the_code_alone(StoreKind store)
     {
+        await using var database = await UseAsync(store);
         (await Tollgate("profile", "create", "--name", "Page", "--return-url", PageRedirectUri,
             "--client-id", PageClientId, "--client-secret", PageClientSecret, "--db", Db)).AssertSuccess();
 
@@ -78,9 +90,10 @@ public sealed class CliTests : IDisposable
         Assert.Matches("^[A-Za-z0-9_-]{43}\n$", code.Stdout);
     }
 
-    [Fact]
-    public async Task The_support_pages_curl_requests_work_byte_for_byte_against_a_running_server()
+    [Theory, Stores]
+    public async Task The_support_pages_curl_requests_work_byte_for_byte_against_a_running_server(StoreKind store)
     {
+        await using var database = await UseAsync(store);
         // Three CLI commands, as the README walks through them, while the server runs on the same file.
         await using var server = await ServerProcess.StartAsync(_directory, Db);
         (await Tollgate("profile", "create", "--name", "Video Central", "--return-url", PageRedirectUri,
@@ -112,9 +125,10 @@ public sealed class CliTests : IDisposable
         Assert.Contains("client_id is missing", truncated.GetProperty("error_description").GetString(), StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task Every_token_the_server_answered_with_survives_kill_minus_9()
+    [Theory, Stores]
+    public async Task Every_token_the_server_answered_with_survives_kill_minus_9(StoreKind store)
     {
+        await using var database = await UseAsync(store);
         // A request in flight at the kill may have rotated a token whose answer was lost; the grace window
         // covers that. What must never happen is an answered successor that the store forgot.
         Dictionary<string, string>? env = null;
@@ -166,9 +180,10 @@ public sealed class CliTests : IDisposable
         }
     }
 
-    [Fact]
-    public async Task Deleting_a_profile_with_the_CLI_is_honoured_by_a_running_server_within_the_cache_interval()
+    [Theory, Stores]
+    public async Task Deleting_a_profile_with_the_CLI_is_honoured_by_a_running_server_within_the_cache_interval(StoreKind store)
     {
+        await using var database = await UseAsync(store);
         (await Tollgate("profile", "create", "--name", "Doomed", "--return-url", PageRedirectUri, "--scope", "videocentral::reporting",
             "--client-id", PageClientId, "--client-secret", PageClientSecret, "--db", Db)).AssertSuccess();
         await using var server = await ServerProcess.StartAsync(_directory, Db);
@@ -178,6 +193,45 @@ public sealed class CliTests : IDisposable
         await Task.Delay(TimeSpan.FromSeconds(2));
 
         Assert.Equal(401, (await PostAsync(server.Http, "grant_type=client_credentials&scope=videocentral::reporting")).Status);
+    }
+
+    [Theory, Stores]
+    public async Task Db_migrate_status_and_prune_print_JSON_and_work_on_either_store(StoreKind store)
+    {
+        await using var database = await UseAsync(store);
+
+        var migrate = (await Tollgate("db", "migrate", "--db", Db)).AssertSuccess();
+        var status = (await Tollgate("db", "status", "--db", Db)).AssertSuccess();
+        var prune = (await Tollgate("db", "prune", "--db", Db)).AssertSuccess();
+
+        Assert.Equal(migrate.Json.GetProperty("latest_version").GetInt32(), status.Json.GetProperty("schema_version").GetInt32());
+        Assert.Equal(0, prune.Json.GetProperty("codes").GetInt64());
+        Assert.Equal(0, prune.Json.GetProperty("refresh_tokens").GetInt64());
+        Assert.Equal(0, prune.Json.GetProperty("grants").GetInt64());
+        Assert.False(prune.Json.GetProperty("skipped").GetBoolean());
+    }
+
+    [Theory, Stores]
+    public async Task Profile_rotate_secret_prints_a_new_secret_and_the_old_one_keeps_working_through_the_overlap(StoreKind store)
+    {
+        await using var database = await UseAsync(store);
+        (await Tollgate("profile", "create", "--name", "Rotating", "--return-url", PageRedirectUri, "--scope", "videocentral::reporting",
+            "--client-id", PageClientId, "--client-secret", PageClientSecret, "--db", Db)).AssertSuccess();
+
+        var rotated = (await Tollgate("profile", "rotate-secret", "--client-id", PageClientId, "--db", Db)).AssertSuccess();
+        var unknown = await Tollgate("profile", "rotate-secret", "--client-id", "nobody", "--db", Db);
+        await using var server = await ServerProcess.StartAsync(_directory, Db);
+
+        string newSecret = rotated.Json.GetProperty("client_secret").GetString()!;
+        Assert.Matches("^amzn1\\.oa2-cs\\.v1\\.[0-9a-f]{64}$", newSecret);
+        long expires = rotated.Json.GetProperty("old_secret_expires_at").GetInt64();
+        Assert.InRange(expires - DateTimeOffset.UtcNow.ToUnixTimeSeconds(), 7 * 86400 - 120, 7 * 86400);
+        Assert.Equal(1, unknown.ExitCode);
+        Assert.Equal(200, (await PostAsync(server.Http, "grant_type=client_credentials&scope=videocentral::reporting")).Status);
+        using var content = new StringContent($"grant_type=client_credentials&scope=videocentral::reporting&client_id={PageClientId}&client_secret={newSecret}",
+            Encoding.UTF8, "application/x-www-form-urlencoded");
+        using var response = await server.Http.PostAsync("/auth/o2/token", content);
+        Assert.Equal(200, (int)response.StatusCode);
     }
 
     private static async Task<(int Status, JsonElement Json)> PostAsync(HttpClient http, string form)

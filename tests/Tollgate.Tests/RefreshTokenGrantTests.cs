@@ -5,10 +5,10 @@ namespace Tollgate.Tests;
 
 public sealed class RefreshTokenGrantTests
 {
-    [Fact]
-    public async Task Under_reuse_the_same_refresh_token_keeps_working_and_comes_back_unchanged()
+    [Theory, Stores]
+    public async Task Under_reuse_the_same_refresh_token_keeps_working_and_comes_back_unchanged(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (profile, tokens) = await host.AuthorizeAsync();
         Assert.Equal("reuse", profile.RefreshPolicy.ToString().ToLowerInvariant());
         string before = host.Snapshot();
@@ -25,10 +25,10 @@ public sealed class RefreshTokenGrantTests
         Assert.Equal(before, host.Snapshot());
     }
 
-    [Fact]
-    public async Task Under_rotate_each_use_returns_a_new_refresh_token()
+    [Theory, Stores]
+    public async Task Under_rotate_each_use_returns_a_new_refresh_token(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
 
         string current = tokens.RefreshToken;
@@ -43,10 +43,10 @@ public sealed class RefreshTokenGrantTests
         }
     }
 
-    [Fact]
-    public async Task Public_clients_rotate_by_default_and_confidential_clients_reuse()
+    [Theory, Stores]
+    public async Task Public_clients_rotate_by_default_and_confidential_clients_reuse(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
 
         var (publicProfile, publicTokens) = await host.AuthorizeAsync(isPublic: true);
         var (confidential, confidentialTokens) = await host.AuthorizeAsync();
@@ -58,10 +58,10 @@ public sealed class RefreshTokenGrantTests
         Assert.Equal(confidentialTokens.RefreshToken, confidentialReply.RefreshToken);
     }
 
-    [Fact]
-    public async Task Replaying_a_rotated_refresh_token_inside_the_grace_window_succeeds()
+    [Theory, Stores]
+    public async Task Replaying_a_rotated_refresh_token_inside_the_grace_window_succeeds(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
         var rotated = await host.RefreshAsync(profile, tokens.RefreshToken);
 
@@ -74,10 +74,10 @@ public sealed class RefreshTokenGrantTests
         Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(profile, replay.RefreshToken)).Status);
     }
 
-    [Fact]
-    public async Task Reusing_a_rotated_refresh_token_after_the_grace_window_revokes_the_family()
+    [Theory, Stores]
+    public async Task Reusing_a_rotated_refresh_token_after_the_grace_window_revokes_the_family(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
         var rotated = await host.RefreshAsync(profile, tokens.RefreshToken);
         var newest = await host.RefreshAsync(profile, rotated.RefreshToken);
@@ -91,10 +91,10 @@ public sealed class RefreshTokenGrantTests
         (await host.TokenInfoAsync(newest.AccessToken)).AssertError(HttpStatusCode.BadRequest, "invalid_token");
     }
 
-    [Fact]
-    public async Task The_grace_window_is_configurable()
+    [Theory, Stores]
+    public async Task The_grace_window_is_configurable(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync(o => o.RotationGraceSeconds = 5);
+        await using var host = await TollgateHost.StartAsync(store, o => o.RotationGraceSeconds = 5);
         var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
         await host.RefreshAsync(profile, tokens.RefreshToken);
 
@@ -103,10 +103,10 @@ public sealed class RefreshTokenGrantTests
         (await host.RefreshAsync(profile, tokens.RefreshToken)).AssertError(HttpStatusCode.BadRequest, "invalid_grant");
     }
 
-    [Fact]
-    public async Task A_refresh_token_of_another_client_is_invalid_grant()
+    [Theory, Stores]
+    public async Task A_refresh_token_of_another_client_is_invalid_grant(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (_, tokens) = await host.AuthorizeAsync();
         var other = await host.CreateProfileAsync();
 
@@ -116,10 +116,10 @@ public sealed class RefreshTokenGrantTests
         Assert.StartsWith("The request has an invalid grant parameter : refresh_token", reply.Description, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task A_refresh_may_narrow_the_scope_but_not_widen_it()
+    [Theory, Stores]
+    public async Task A_refresh_may_narrow_the_scope_but_not_widen_it(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (profile, tokens) = await host.AuthorizeAsync(scope: "profile postal_code");
 
         var narrowed = await host.PostTokenAsync(TollgateHost.WithClient(profile,
@@ -132,10 +132,10 @@ public sealed class RefreshTokenGrantTests
         widened.AssertError(HttpStatusCode.BadRequest, "invalid_scope");
     }
 
-    [Fact]
-    public async Task A_refresh_token_sent_raw_by_curl_data_works_as_well_as_percent_encoded()
+    [Theory, Stores]
+    public async Task A_refresh_token_sent_raw_by_curl_data_works_as_well_as_percent_encoded(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (profile, tokens) = await host.AuthorizeAsync();
         Assert.DoesNotContain(tokens.RefreshToken[5..], c => c is '+' or '/' or '=' or '&' or '%');
 
@@ -148,10 +148,10 @@ public sealed class RefreshTokenGrantTests
         Assert.Equal(HttpStatusCode.OK, encoded.Status);
     }
 
-    [Fact]
-    public async Task Deleting_the_security_profile_invalidates_its_refresh_and_access_tokens()
+    [Theory, Stores]
+    public async Task Deleting_the_security_profile_invalidates_its_refresh_and_access_tokens(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync(o => o.ProfileCacheRefreshMilliseconds = 50);
+        await using var host = await TollgateHost.StartAsync(store, o => o.ProfileCacheRefreshMilliseconds = 50);
         var (profile, tokens) = await host.AuthorizeAsync();
 
         Assert.True(await host.Store.DeleteProfileAsync(profile.ClientId, CancellationToken.None));
@@ -161,10 +161,10 @@ public sealed class RefreshTokenGrantTests
         (await host.TokenInfoAsync(tokens.AccessToken)).AssertError(HttpStatusCode.BadRequest, "invalid_token");
     }
 
-    [Fact]
-    public async Task Concurrent_rotations_of_one_token_all_succeed_inside_the_grace_window()
+    [Theory, Stores]
+    public async Task Concurrent_rotations_of_one_token_all_succeed_inside_the_grace_window(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
 
         var replies = await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => Task.Run(() => host.RefreshAsync(profile, tokens.RefreshToken))));

@@ -10,10 +10,10 @@ public sealed class RequestFormatTests
 {
     private const string Scope = "videocentral::reporting";
 
-    [Fact]
-    public async Task A_JSON_body_is_accepted_like_a_form()
+    [Theory, Stores]
+    public async Task A_JSON_body_is_accepted_like_a_form(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         string code = await host.IssueCodeAsync(profile, user);
@@ -26,10 +26,10 @@ public sealed class RequestFormatTests
         Assert.StartsWith("Atza|", reply.AccessToken, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task Basic_credentials_are_form_urlencoded_before_base64()
+    [Theory, Stores]
+    public async Task Basic_credentials_are_form_urlencoded_before_base64(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         // An imported secret with characters that RFC 6749 §2.3.1 says must be encoded inside Basic.
         var profile = await host.CreateProfileAsync(scopes: [Scope], clientId: "my:client&id+x", clientSecret: "s3cr3t:with+plus&amp/and=more-characters-here");
         string pair = $"{Uri.EscapeDataString(profile.ClientId)}:{Uri.EscapeDataString(profile.ClientSecret!)}";
@@ -42,11 +42,11 @@ public sealed class RequestFormatTests
     }
 
     [Theory]
-    [InlineData("application/x-www-form-urlencoded; charset=UTF-8")]
-    [InlineData("Application/X-WWW-Form-Urlencoded")]
-    public async Task Form_content_types_are_matched_without_regard_to_case_or_a_utf8_charset(string contentType)
+    [Stores("application/x-www-form-urlencoded; charset=UTF-8")]
+    [Stores("Application/X-WWW-Form-Urlencoded")]
+    public async Task Form_content_types_are_matched_without_regard_to_case_or_a_utf8_charset(StoreKind store, string contentType)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(scopes: [Scope]);
 
         var reply = await host.PostRawAsync(
@@ -56,15 +56,15 @@ public sealed class RequestFormatTests
     }
 
     [Theory]
-    [InlineData("text/plain", "grant_type=client_credentials")]
-    [InlineData("multipart/form-data; boundary=x", "--x\r\n")]
-    [InlineData("application/xml", "<grant_type/>")]
-    [InlineData("application/x-www-form-urlencoded; charset=ISO-8859-1", "grant_type=client_credentials")]
-    [InlineData("not a media type", "grant_type=client_credentials")]
-    [InlineData(null, "grant_type=client_credentials")]
-    public async Task Unsupported_content_types_are_invalid_request(string? contentType, string body)
+    [Stores("text/plain", "grant_type=client_credentials")]
+    [Stores("multipart/form-data; boundary=x", "--x\r\n")]
+    [Stores("application/xml", "<grant_type/>")]
+    [Stores("application/x-www-form-urlencoded; charset=ISO-8859-1", "grant_type=client_credentials")]
+    [Stores("not a media type", "grant_type=client_credentials")]
+    [Stores(null, "grant_type=client_credentials")]
+    public async Task Unsupported_content_types_are_invalid_request(StoreKind store, string? contentType, string body)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
 
         var reply = await host.PostRawAsync(body, contentType);
 
@@ -74,12 +74,12 @@ public sealed class RequestFormatTests
     }
 
     [Theory]
-    [InlineData("grant_type=client_credentials&grant_type=refresh_token", "grant_type")]
-    [InlineData("grant_type=client_credentials&scope=a&scope=b", "scope")]
-    [InlineData("grant_type=client_credentials&client_id=a&client%5Fid=b", "client_id")]
-    public async Task A_repeated_parameter_is_invalid_request_and_named(string body, string parameter)
+    [Stores("grant_type=client_credentials&grant_type=refresh_token", "grant_type")]
+    [Stores("grant_type=client_credentials&scope=a&scope=b", "scope")]
+    [Stores("grant_type=client_credentials&client_id=a&client%5Fid=b", "client_id")]
+    public async Task A_repeated_parameter_is_invalid_request_and_named(StoreKind store, string body, string parameter)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(scopes: [Scope]);
         string before = host.Snapshot();
 
@@ -90,10 +90,10 @@ public sealed class RequestFormatTests
         Assert.Equal(before, host.Snapshot());
     }
 
-    [Fact]
-    public async Task A_repeated_JSON_member_is_invalid_request()
+    [Theory, Stores]
+    public async Task A_repeated_JSON_member_is_invalid_request(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
 
         var reply = await host.PostRawAsync("""{"grant_type":"client_credentials","grant_type":"refresh_token"}""", "application/json");
 
@@ -102,24 +102,24 @@ public sealed class RequestFormatTests
     }
 
     [Theory]
-    [InlineData("""[1,2]""")]
-    [InlineData("""{"grant_type":1}""")]
-    [InlineData("""{"grant_type":"client_credentials" """)]
-    [InlineData("""{"grant_type":"x"} {}""")]
-    [InlineData("""{"grant_type":{"a":"b"}}""")]
-    public async Task Malformed_JSON_is_invalid_request(string body)
+    [Stores("""[1,2]""")]
+    [Stores("""{"grant_type":1}""")]
+    [Stores("""{"grant_type":"client_credentials" """)]
+    [Stores("""{"grant_type":"x"} {}""")]
+    [Stores("""{"grant_type":{"a":"b"}}""")]
+    public async Task Malformed_JSON_is_invalid_request(StoreKind store, string body)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
 
         var reply = await host.PostRawAsync(body, "application/json");
 
         reply.AssertError(HttpStatusCode.BadRequest, "invalid_request");
     }
 
-    [Fact]
-    public async Task Invalid_UTF8_in_a_form_value_is_invalid_request()
+    [Theory, Stores]
+    public async Task Invalid_UTF8_in_a_form_value_is_invalid_request(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
 
         var encoded = await host.PostRawAsync("grant_type=client_credentials&scope=%C3%28", "application/x-www-form-urlencoded");
         byte[] raw = [.. "grant_type=client_credentials&scope="u8, 0xFF, 0xFE];
@@ -134,12 +134,12 @@ public sealed class RequestFormatTests
     }
 
     [Theory]
-    [InlineData("grant_type=client_credentials&scope=%ZZ")]
-    [InlineData("grant_type=client_credentials&scope=%4")]
-    [InlineData("grant_type=%")]
-    public async Task Malformed_percent_encoding_is_invalid_request(string body)
+    [Stores("grant_type=client_credentials&scope=%ZZ")]
+    [Stores("grant_type=client_credentials&scope=%4")]
+    [Stores("grant_type=%")]
+    public async Task Malformed_percent_encoding_is_invalid_request(StoreKind store, string body)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
 
         var reply = await host.PostRawAsync(body, "application/x-www-form-urlencoded");
 
@@ -147,10 +147,10 @@ public sealed class RequestFormatTests
         Assert.Contains("percent-encoding", reply.Description, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task A_ten_megabyte_body_is_refused_with_413_and_changes_nothing()
+    [Theory, Stores]
+    public async Task A_ten_megabyte_body_is_refused_with_413_and_changes_nothing(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(scopes: [Scope]);
         string before = host.Snapshot();
         var body = new byte[10 * 1024 * 1024];
@@ -164,10 +164,10 @@ public sealed class RequestFormatTests
         Assert.Equal(HttpStatusCode.OK, after.Status);
     }
 
-    [Fact]
-    public async Task An_oversized_chunked_body_without_a_length_is_refused_too()
+    [Theory, Stores]
+    public async Task An_oversized_chunked_body_without_a_length_is_refused_too(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         using var request = new HttpRequestMessage(HttpMethod.Post, "/auth/o2/token")
         {
             Content = new StreamContent(new MemoryStream(new byte[64 * 1024])),
@@ -181,10 +181,10 @@ public sealed class RequestFormatTests
         reply.AssertError(HttpStatusCode.RequestEntityTooLarge, "invalid_request");
     }
 
-    [Fact]
-    public async Task Unknown_parameters_are_ignored_and_empty_ones_count_as_omitted()
+    [Theory, Stores]
+    public async Task Unknown_parameters_are_ignored_and_empty_ones_count_as_omitted(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(scopes: [Scope]);
 
         var ok = await host.PostRawAsync(
@@ -197,10 +197,10 @@ public sealed class RequestFormatTests
         Assert.Contains("grant_type is missing", empty.Description, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task Random_and_hostile_bodies_never_get_a_5xx_and_change_nothing()
+    [Theory, Stores]
+    public async Task Random_and_hostile_bodies_never_get_a_5xx_and_change_nothing(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(scopes: [Scope]);
         var (authorized, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
         string before = host.Snapshot();

@@ -76,37 +76,41 @@ public sealed class StorageTests : IDisposable
         Assert.Contains("newer than this tollgate", error.Message, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task The_database_file_holds_no_secret_code_or_refresh_token_in_the_clear()
+    [Theory, Stores]
+    public async Task The_database_holds_no_secret_code_password_or_refresh_token_in_the_clear(StoreKind store)
     {
         string secret, code, refresh, password = "correct horse battery";
-        await using (var host = await TollgateHost.StartAsync())
-        {
-            var profile = await host.CreateProfileAsync(refreshPolicy: "rotate");
-            var user = await host.CreateUserAsync();
-            code = await host.IssueCodeAsync(profile, user);
-            var tokens = await host.PostTokenAsync(TollgateHost.WithClient(profile,
-                ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", TollgateHost.ReturnUrl)));
-            var rotated = await host.RefreshAsync(profile, tokens.RefreshToken);
-            Assert.Equal(HttpStatusCode.OK, rotated.Status);
-            secret = profile.ClientSecret!;
-            refresh = rotated.RefreshToken;
+        await using var host = await TollgateHost.StartAsync(store);
+        var profile = await host.CreateProfileAsync(refreshPolicy: "rotate");
+        var user = await host.CreateUserAsync();
+        code = await host.IssueCodeAsync(profile, user);
+        var tokens = await host.PostTokenAsync(TollgateHost.WithClient(profile,
+            ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", TollgateHost.ReturnUrl)));
+        var rotated = await host.RefreshAsync(profile, tokens.RefreshToken);
+        Assert.Equal(HttpStatusCode.OK, rotated.Status);
+        secret = profile.ClientSecret!;
+        refresh = rotated.RefreshToken;
 
-            // Checkpoint the WAL so the scan below sees every byte the database holds.
-            using var connection = new SqliteConnection($"Data Source={host.DatabasePath};Pooling=False");
+        // SQLite: every byte of the file and its WAL. PostgreSQL: every row of every table, bytes as hex.
+        string everything = host.Snapshot();
+        if (store == StoreKind.Sqlite)
+        {
+            string path = host.Database.SqlitePath!;
+            using var connection = new SqliteConnection($"Data Source={path};Pooling=False");
             connection.Open();
             using var checkpoint = connection.CreateCommand();
             checkpoint.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
             checkpoint.ExecuteNonQuery();
-            string everything = Encoding.Latin1.GetString(File.ReadAllBytes(host.DatabasePath))
-                + (File.Exists(host.DatabasePath + "-wal") ? Encoding.Latin1.GetString(File.ReadAllBytes(host.DatabasePath + "-wal")) : "");
-
-            foreach (var plaintext in new[] { secret, code, refresh, refresh[5..], tokens.RefreshToken[5..], password })
-            {
-                Assert.DoesNotContain(plaintext, everything, StringComparison.Ordinal);
-            }
-            Assert.Contains(Convert.ToHexString(Secrets.Hash(secret)), host.Snapshot(), StringComparison.Ordinal);
+            everything += Encoding.Latin1.GetString(File.ReadAllBytes(path))
+                + (File.Exists(path + "-wal") ? Encoding.Latin1.GetString(File.ReadAllBytes(path + "-wal")) : "");
         }
+
+        foreach (var plaintext in new[] { secret, code, refresh, refresh[5..], tokens.RefreshToken[5..], password })
+        {
+            Assert.DoesNotContain(plaintext, everything, StringComparison.Ordinal);
+            Assert.DoesNotContain(Convert.ToHexString(Encoding.UTF8.GetBytes(plaintext)), everything, StringComparison.Ordinal);
+        }
+        Assert.Contains(Convert.ToHexString(Secrets.Hash(secret)), host.Snapshot(), StringComparison.Ordinal);
     }
 
     [Fact]

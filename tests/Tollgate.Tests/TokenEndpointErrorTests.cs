@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
-using Microsoft.Data.Sqlite;
 using Tollgate.Tests.Infrastructure;
 
 namespace Tollgate.Tests;
@@ -9,10 +8,10 @@ namespace Tollgate.Tests;
 /// <summary>Every row of PROTOCOL.md's error table, through real HTTP, and that a refused request changes nothing.</summary>
 public sealed class TokenEndpointErrorTests
 {
-    [Fact]
-    public async Task A_request_without_grant_type_is_invalid_request()
+    [Theory, Stores]
+    public async Task A_request_without_grant_type_is_invalid_request(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
 
         var reply = await host.PostTokenAsync(TollgateHost.WithClient(profile, ("code", "abc")));
@@ -21,10 +20,10 @@ public sealed class TokenEndpointErrorTests
         Assert.Contains("grant_type", reply.Description, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task An_unknown_grant_type_is_unsupported_grant_type()
+    [Theory, Stores]
+    public async Task An_unknown_grant_type_is_unsupported_grant_type(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
 
         var reply = await host.PostTokenAsync(TollgateHost.WithClient(profile, ("grant_type", "password"), ("username", "u")));
@@ -33,10 +32,10 @@ public sealed class TokenEndpointErrorTests
         Assert.StartsWith("The authorization grant type is not supported by the authorization server", reply.Description, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task A_request_without_client_credentials_is_invalid_client_and_names_client_id()
+    [Theory, Stores]
+    public async Task A_request_without_client_credentials_is_invalid_client_and_names_client_id(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
 
         var reply = await host.PostTokenAsync(("grant_type", "authorization_code"), ("code", "ANxuOkcwmzUHvimjMTAX"));
 
@@ -45,10 +44,10 @@ public sealed class TokenEndpointErrorTests
         Assert.False(reply.Headers.Contains("WWW-Authenticate"));
     }
 
-    [Fact]
-    public async Task A_wrong_client_secret_is_invalid_client_and_changes_nothing()
+    [Theory, Stores]
+    public async Task A_wrong_client_secret_is_invalid_client_and_changes_nothing(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         string code = await host.IssueCodeAsync(profile, user);
@@ -64,10 +63,10 @@ public sealed class TokenEndpointErrorTests
         Assert.Equal(HttpStatusCode.OK, retry.Status);
     }
 
-    [Fact]
-    public async Task An_unknown_client_id_is_invalid_client()
+    [Theory, Stores]
+    public async Task An_unknown_client_id_is_invalid_client(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
 
         var reply = await host.PostTokenAsync(("grant_type", "client_credentials"), ("scope", "x"),
             ("client_id", "amzn1.application-oa2-client.00000000000000000000000000000000"), ("client_secret", new string('a', 64)));
@@ -75,10 +74,10 @@ public sealed class TokenEndpointErrorTests
         reply.AssertError(HttpStatusCode.Unauthorized, "invalid_client");
     }
 
-    [Fact]
-    public async Task A_failed_Basic_authentication_carries_a_Basic_challenge()
+    [Theory, Stores]
+    public async Task A_failed_Basic_authentication_carries_a_Basic_challenge(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(scopes: ["videocentral::reporting"]);
         var basic = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{profile.ClientId}:wrong-secret")));
 
@@ -88,10 +87,10 @@ public sealed class TokenEndpointErrorTests
         Assert.StartsWith("Basic", reply.Headers.WwwAuthenticate.Single().Scheme, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task Credentials_in_both_the_header_and_the_body_are_invalid_request()
+    [Theory, Stores]
+    public async Task Credentials_in_both_the_header_and_the_body_are_invalid_request(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(scopes: ["videocentral::reporting"]);
         var basic = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{profile.ClientId}:{profile.ClientSecret}")));
 
@@ -101,10 +100,10 @@ public sealed class TokenEndpointErrorTests
         reply.AssertError(HttpStatusCode.BadRequest, "invalid_request");
     }
 
-    [Fact]
-    public async Task Two_different_client_ids_are_invalid_request()
+    [Theory, Stores]
+    public async Task Two_different_client_ids_are_invalid_request(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(scopes: ["videocentral::reporting"]);
         var other = await host.CreateProfileAsync(scopes: ["videocentral::reporting"]);
         var basic = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{profile.ClientId}:{profile.ClientSecret}")));
@@ -116,10 +115,10 @@ public sealed class TokenEndpointErrorTests
         Assert.Contains("differs", reply.Description, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task An_unknown_code_is_invalid_grant_in_Amazons_words()
+    [Theory, Stores]
+    public async Task An_unknown_code_is_invalid_grant_in_Amazons_words(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
 
         var reply = await host.PostTokenAsync(TollgateHost.WithClient(profile,
@@ -129,10 +128,10 @@ public sealed class TokenEndpointErrorTests
         Assert.StartsWith("The request has an invalid grant parameter : code", reply.Description, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task A_public_client_asking_for_client_credentials_is_unauthorized_client()
+    [Theory, Stores]
+    public async Task A_public_client_asking_for_client_credentials_is_unauthorized_client(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(isPublic: true, scopes: ["videocentral::reporting"]);
 
         var reply = await host.PostTokenAsync(
@@ -141,10 +140,10 @@ public sealed class TokenEndpointErrorTests
         reply.AssertError(HttpStatusCode.BadRequest, "unauthorized_client");
     }
 
-    [Fact]
-    public async Task A_scope_not_registered_for_the_profile_is_invalid_scope()
+    [Theory, Stores]
+    public async Task A_scope_not_registered_for_the_profile_is_invalid_scope(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(scopes: ["videocentral::reporting"]);
 
         var reply = await host.PostTokenAsync(TollgateHost.WithClient(profile,
@@ -154,29 +153,19 @@ public sealed class TokenEndpointErrorTests
         Assert.Contains("videocentral::admin", reply.Description, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task A_store_that_cannot_be_written_answers_temporarily_unavailable_and_recovers()
+    [Theory, Stores]
+    public async Task A_store_that_cannot_be_written_answers_temporarily_unavailable_and_recovers(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
 
-        // Another process holds the file's write lock longer than the server's busy timeout (3 s).
-        using (var blocker = new SqliteConnection($"Data Source={host.DatabasePath};Pooling=False"))
+        // Another process holds the store's write lock longer than the server waits for it (3 s on either store).
+        using (host.BlockStore())
         {
-            blocker.Open();
-            using (var begin = blocker.CreateCommand())
-            {
-                begin.CommandText = "BEGIN EXCLUSIVE";
-                begin.ExecuteNonQuery();
-            }
-
             var refused = await host.RefreshAsync(profile, tokens.RefreshToken);
 
             refused.AssertError(HttpStatusCode.ServiceUnavailable, "temporarily_unavailable");
             Assert.NotNull(refused.Headers.RetryAfter);
-            using var rollback = blocker.CreateCommand();
-            rollback.CommandText = "ROLLBACK";
-            rollback.ExecuteNonQuery();
         }
 
         // The refused rotation consumed nothing, so the same token still works once the store is back.
@@ -184,10 +173,10 @@ public sealed class TokenEndpointErrorTests
         Assert.Equal(HttpStatusCode.OK, recovered.Status);
     }
 
-    [Fact]
-    public async Task Other_methods_and_paths_get_a_protocol_error_not_an_empty_body()
+    [Theory, Stores]
+    public async Task Other_methods_and_paths_get_a_protocol_error_not_an_empty_body(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
 
         var get = await host.GetAsync("/auth/o2/token");
         get.AssertError(HttpStatusCode.MethodNotAllowed, "invalid_request");

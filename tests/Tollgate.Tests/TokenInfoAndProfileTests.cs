@@ -5,10 +5,10 @@ namespace Tollgate.Tests;
 
 public sealed class TokenInfoAndProfileTests
 {
-    [Fact]
-    public async Task Tokeninfo_answers_like_Login_with_Amazon_with_exp_as_seconds_remaining()
+    [Theory, Stores]
+    public async Task Tokeninfo_answers_like_Login_with_Amazon_with_exp_as_seconds_remaining(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (profile, tokens) = await host.AuthorizeAsync();
         long issuedAt = host.Clock.GetUtcNow().ToUnixTimeSeconds();
 
@@ -24,10 +24,10 @@ public sealed class TokenInfoAndProfileTests
         Assert.Equal(host.BaseAddress.GetLeftPart(UriPartial.Authority), info["iss"]);
     }
 
-    [Fact]
-    public async Task An_expired_access_token_is_rejected_to_the_second()
+    [Theory, Stores]
+    public async Task An_expired_access_token_is_rejected_to_the_second(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (_, tokens) = await host.AuthorizeAsync();
 
         host.Clock.Advance(TimeSpan.FromSeconds(3599));
@@ -40,10 +40,10 @@ public sealed class TokenInfoAndProfileTests
         Assert.Contains("expired", expired.Description, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task A_tampered_or_foreign_access_token_is_rejected()
+    [Theory, Stores]
+    public async Task A_tampered_or_foreign_access_token_is_rejected(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (_, tokens) = await host.AuthorizeAsync();
         char[] chars = tokens.AccessToken.ToCharArray();
         chars[20] = chars[20] == 'A' ? 'B' : 'A';
@@ -59,10 +59,10 @@ public sealed class TokenInfoAndProfileTests
         twice.AssertError(HttpStatusCode.BadRequest, "invalid_request");
     }
 
-    [Fact]
-    public async Task Client_credentials_tokens_have_no_user_but_a_scope_and_no_refresh_token()
+    [Theory, Stores]
+    public async Task Client_credentials_tokens_have_no_user_but_a_scope_and_no_refresh_token(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(scopes: ["videocentral::reporting"]);
 
         var reply = await host.PostTokenAsync(TollgateHost.WithClient(profile,
@@ -76,10 +76,10 @@ public sealed class TokenInfoAndProfileTests
         Assert.Equal(profile.ClientId, info["aud"]);
     }
 
-    [Fact]
-    public async Task Client_credentials_refuses_missing_and_user_scopes()
+    [Theory, Stores]
+    public async Task Client_credentials_refuses_missing_and_user_scopes(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(scopes: ["videocentral::reporting"]);
 
         var missing = await host.PostTokenAsync(TollgateHost.WithClient(profile, ("grant_type", "client_credentials")));
@@ -90,12 +90,12 @@ public sealed class TokenInfoAndProfileTests
     }
 
     [Theory]
-    [InlineData("bearer")]
-    [InlineData("query")]
-    [InlineData("amz-header")]
-    public async Task The_profile_endpoint_takes_the_token_three_ways(string how)
+    [Stores("bearer")]
+    [Stores("query")]
+    [Stores("amz-header")]
+    public async Task The_profile_endpoint_takes_the_token_three_ways(StoreKind store, string how)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (_, tokens) = await host.AuthorizeAsync();
         string token = tokens.AccessToken;
 
@@ -112,10 +112,10 @@ public sealed class TokenInfoAndProfileTests
         Assert.EndsWith("@example.com", reply["email"], StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task The_user_id_scope_shows_only_the_user_id()
+    [Theory, Stores]
+    public async Task The_user_id_scope_shows_only_the_user_id(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (_, tokens) = await host.AuthorizeAsync(scope: "profile:user_id");
 
         var reply = await host.GetAsync("/user/profile", h => h.TryAddWithoutValidation("Authorization", "Bearer " + tokens.AccessToken));
@@ -126,10 +126,10 @@ public sealed class TokenInfoAndProfileTests
         Assert.Null(reply["name"]);
     }
 
-    [Fact]
-    public async Task The_profile_endpoint_refuses_missing_doubled_revoked_and_userless_tokens()
+    [Theory, Stores]
+    public async Task The_profile_endpoint_refuses_missing_doubled_revoked_and_userless_tokens(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
         var service = await host.CreateProfileAsync(scopes: ["videocentral::reporting"]);
         var serviceToken = (await host.PostTokenAsync(TollgateHost.WithClient(service,

@@ -13,6 +13,8 @@ internal sealed record ProfileRequest(
     bool IsPublic,
     string? RefreshPolicy);
 
+internal sealed record RotatedSecret(string ClientId, string ClientSecret, DateTimeOffset OldSecretsExpireAt);
+
 internal sealed record CreatedProfile(string ClientId, string? ClientSecret, string AppId, RefreshPolicy RefreshPolicy);
 
 /// <summary>Creating and deleting security profiles, shared by the CLI and (later) the developer console.</summary>
@@ -84,6 +86,32 @@ internal static class SecurityProfiles
         return created
             ? new CreatedProfile(clientId, secret, appId, policy.Value)
             : AdminResult<CreatedProfile>.Refused($"a security profile with client id {clientId} already exists");
+    }
+
+    /// <summary>Amazon's overlap: after a rotation the old secret keeps working for 7 days.</summary>
+    public static readonly TimeSpan DefaultSecretOverlap = TimeSpan.FromDays(7);
+
+    /// <summary>
+    /// Issues a new client secret (generated, or imported) and lets the old ones work until the overlap ends, so that
+    /// every deployment of the client can switch without downtime. Refresh tokens are unaffected.
+    /// </summary>
+    public static async Task<AdminResult<RotatedSecret>> RotateSecretAsync(
+        ITokenStore store, string clientId, string? importedSecret, TimeSpan overlap, TimeProvider time, CancellationToken ct)
+    {
+        if (importedSecret is { Length: < MinImportedSecretLength })
+        {
+            return AdminResult<RotatedSecret>.Refused($"--client-secret must be at least {MinImportedSecretLength} characters");
+        }
+        if (overlap < TimeSpan.Zero || overlap > TimeSpan.FromDays(90))
+        {
+            return AdminResult<RotatedSecret>.Refused("the overlap must be between 0 and 90 days");
+        }
+        string secret = importedSecret ?? Secrets.NewClientSecret();
+        var now = time.GetUtcNow();
+        var oldExpire = now + overlap;
+        return await store.RotateClientSecretAsync(clientId, Secrets.Hash(secret), now, oldExpire, ct)
+            ? new RotatedSecret(clientId, secret, oldExpire)
+            : AdminResult<RotatedSecret>.Refused($"no confidential security profile has client id {clientId}");
     }
 
     /// <summary>

@@ -36,6 +36,19 @@ internal interface ITokenStore : IAsyncDisposable
     /// </summary>
     Task<bool> SetProfileRateLimitAsync(string clientId, int? perMinute, CancellationToken ct);
 
+    /// <summary>
+    /// Adds <paramref name="newSecretHash"/> as a client secret and makes every older secret stop working at
+    /// <paramref name="oldSecretsExpireAt"/> (Amazon's overlap: the old secret keeps working for 7 days). Refresh
+    /// tokens are unaffected. Durable on return; bumps the profile generation. False if the profile is unknown or public.
+    /// </summary>
+    Task<bool> RotateClientSecretAsync(string clientId, byte[] newSecretHash, DateTimeOffset now, DateTimeOffset oldSecretsExpireAt, CancellationToken ct);
+
+    /// <summary>
+    /// Completes when a profile may have changed (another process or node wrote one), or after
+    /// <paramref name="maxWait"/> at the latest. Stores without change notifications just wait.
+    /// </summary>
+    Task WaitForProfileChangeAsync(TimeSpan maxWait, CancellationToken ct);
+
     // ---- Users ----
 
     /// <summary>Durable on return. False if the email is taken.</summary>
@@ -72,6 +85,16 @@ internal interface ITokenStore : IAsyncDisposable
 
     /// <summary>True while the grant exists and is not revoked; access tokens die with their grant.</summary>
     Task<bool> IsGrantActiveAsync(long grantId, CancellationToken ct);
+
+    // ---- Housekeeping ----
+
+    /// <summary>
+    /// Deletes, in batches of <see cref="PrunePolicy.BatchSize"/> rows per table and transaction, codes that expired,
+    /// refresh tokens that were consumed, and grants that were revoked, each longer than <see cref="PrunePolicy.Retention"/>
+    /// ago. Only one process prunes at a time: if another holds the job, returns at once with <see cref="PruneResult.Skipped"/>.
+    /// <paramref name="progress"/> hears the running totals after every batch.
+    /// </summary>
+    Task<PruneResult> PruneAsync(PrunePolicy policy, Action<PruneResult>? progress, CancellationToken ct);
 
     // ---- Keys ----
 

@@ -136,3 +136,21 @@ internal sealed record AuditRecord(long Id, AuditEvent Event);
 
 /// <summary>Filters for listing the audit trail; null matches everything. Newest first.</summary>
 internal sealed record AuditQuery(DateTimeOffset? Since, string? ClientId, string? Event, int Limit);
+/// <summary>What <see cref="ITokenStore.PruneAsync"/> may delete: rows that became useless more than <paramref name="Retention"/> before <paramref name="Now"/>.</summary>
+internal sealed record PrunePolicy(DateTimeOffset Now, TimeSpan Retention, int BatchSize)
+{
+    public long CutoffMilliseconds => (Now - Retention).ToUnixTimeMilliseconds();
+}
+
+/// <summary>Rows deleted by a prune run (running totals while it runs).</summary>
+internal sealed record PruneResult(long Codes, long RefreshTokens, long Grants, int Batches, bool Skipped = false)
+{
+    public static readonly PruneResult None = new(0, 0, 0, 0);
+
+    public static PruneResult SkippedRun => new(0, 0, 0, 0, Skipped: true);
+
+    public long Total => Codes + RefreshTokens + Grants;
+
+    public PruneResult Add(long codes, long refreshTokens, long grants) =>
+        new(Codes + codes, RefreshTokens + refreshTokens, Grants + grants, Batches + 1);
+}

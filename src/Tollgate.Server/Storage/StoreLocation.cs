@@ -1,3 +1,4 @@
+using Tollgate.Server.Storage.Postgres;
 using Tollgate.Server.Storage.Sqlite;
 
 namespace Tollgate.Server.Storage;
@@ -33,10 +34,42 @@ internal static class StoreLocation
         }
         if (location.StartsWith("postgres:", StringComparison.Ordinal))
         {
-            problem = "the PostgreSQL store is not part of this build yet; use sqlite:PATH";
-            return null;
+            string connectionString = location["postgres:".Length..];
+            if (connectionString.Length == 0)
+            {
+                problem = "--db postgres: needs a connection string, e.g. postgres:Host=db;Database=tollgate;Username=tollgate;Password=...";
+                return null;
+            }
+            try
+            {
+                return PostgresTokenStore.Open(connectionString);
+            }
+            catch (ArgumentException e)
+            {
+                // Npgsql names the bad keyword; the message never contains the password.
+                problem = $"--db postgres: the connection string is not valid: {e.Message}";
+                return null;
+            }
         }
         problem = $"--db must be sqlite:PATH or postgres:CONNECTION-STRING, not '{Protocol.TokenRequestReader.Printable(location)}'";
         return null;
+    }
+
+    /// <summary>The location as it may appear in messages and logs: a PostgreSQL password is never printed.</summary>
+    public static string Describe(string location)
+    {
+        if (!location.StartsWith("postgres:", StringComparison.Ordinal))
+        {
+            return location;
+        }
+        try
+        {
+            var builder = new Npgsql.NpgsqlConnectionStringBuilder(location["postgres:".Length..]);
+            return $"postgres:Host={builder.Host};Port={builder.Port};Database={builder.Database};Username={builder.Username}";
+        }
+        catch (ArgumentException)
+        {
+            return "postgres:(unparsable connection string)";
+        }
     }
 }

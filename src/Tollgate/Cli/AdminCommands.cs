@@ -60,7 +60,36 @@ internal static class AdminCommands
             return await PrintAsync<string>(id, v => new Dictionary<string, object?> { ["deleted"] = v });
         }));
 
-        return new Command("profile", "Manage security profiles (clients)") { create, delete, OpsCommands.SetRateLimit() };
+        var rotateId = new Option<string>("--client-id") { Description = "The profile whose secret to rotate", Required = true };
+        var rotateSecret = new Option<string?>("--client-secret") { Description = "Import this new secret (32+ characters) instead of generating one" };
+        var overlapDays = new Option<int>("--overlap-days")
+        {
+            Description = "Days the old secret keeps working (default 7, as Amazon does; 0 ends it now)",
+            DefaultValueFactory = _ => (int)SecurityProfiles.DefaultSecretOverlap.TotalDays,
+        };
+        var rotateDb = TollgateCli.DbOption();
+        var rotate = new Command("rotate-secret", "Issue a new client secret; the old one works until the overlap ends; prints {\"client_id\",\"client_secret\",...}")
+        {
+            rotateId, rotateSecret, overlapDays, rotateDb,
+        };
+        rotate.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(rotateDb), async store =>
+        {
+            var result = await SecurityProfiles.RotateSecretAsync(store, parsed.GetValue(rotateId)!, parsed.GetValue(rotateSecret),
+                TimeSpan.FromDays(parsed.GetValue(overlapDays)), TimeProvider.System, ct);
+            if (result.Problem is null)
+            {
+                await OpsCommands.AuditAsync(store, AuditEvents.SecretRotated, result.Value!.ClientId,
+                    $"client secret rotated with tollgate profile rotate-secret; old secret works until {result.Value.OldSecretsExpireAt:o}", ct);
+            }
+            return await PrintAsync(result, r => new Dictionary<string, object?>
+            {
+                ["client_id"] = r.ClientId,
+                ["client_secret"] = r.ClientSecret,
+                ["old_secret_expires_at"] = r.OldSecretsExpireAt.ToUnixTimeSeconds(),
+            });
+        }));
+
+        return new Command("profile", "Manage security profiles (clients)") { create, delete, rotate, OpsCommands.SetRateLimit() };
     }
 
     public static Command User()
@@ -122,7 +151,33 @@ internal static class AdminCommands
         var status = new Command("status", "Show the schema version") { statusDb };
         status.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(statusDb), async store =>
             await PrintStatusAsync(await store.GetSchemaStatusAsync(ct))));
-        return new Command("db", "Database operations") { migrate, status };
+        var pruneDb = TollgateCli.DbOption();
+        var prune = new Command("prune",
+            "Delete expired codes, consumed refresh tokens and revoked grants older than Tollgate:PruneRetentionSeconds, in small batches; prints the counts")
+        {
+            pruneDb,
+        };
+        prune.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(pruneDb), async store =>
+        {
+            var options = ServerOptions();
+            if (options.Validate() is { } problem)
+            {
+                return await TollgateCli.FailAsync(TollgateCli.Failure, $"invalid configuration: {problem}");
+            }
+            var result = await store.PruneAsync(
+                new Server.Storage.PrunePolicy(DateTimeOffset.UtcNow, options.PruneRetention, options.PruneBatchSize), progress: null, ct);
+            Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
+            {
+                ["codes"] = result.Codes,
+                ["refresh_tokens"] = result.RefreshTokens,
+                ["grants"] = result.Grants,
+                ["batches"] = result.Batches,
+                // Another node's housekeeping held the job; it is doing the same work right now.
+                ["skipped"] = result.Skipped,
+            }));
+            return TollgateCli.Success;
+        }));
+        return new Command("db", "Database operations") { migrate, status, prune };
     }
 
     private static Task<int> PrintStatusAsync(Server.Storage.SchemaStatus status) =>

@@ -24,7 +24,7 @@ internal static class StoreScope
             catch (Exception e) when (e is System.Data.Common.DbException or IOException or UnauthorizedAccessException
                 or Server.Storage.Sqlite.StoreSchemaException)
             {
-                return await TollgateCli.FailAsync(TollgateCli.Failure, $"store {location}: {e.Message}");
+                return await TollgateCli.FailAsync(TollgateCli.Failure, $"store {StoreLocation.Describe(location)}: {e.Message}");
             }
             catch (TollgateConfigurationException e)
             {

@@ -14,10 +14,10 @@ public sealed class AuditTests
         return await host.Store.ListAuditEventsAsync(new AuditQuery(null, null, eventName, 1000), CancellationToken.None);
     }
 
-    [Fact]
-    public async Task A_failed_client_authentication_is_recorded_with_time_client_address_and_request_id_but_no_secret()
+    [Theory, Stores]
+    public async Task A_failed_client_authentication_is_recorded_with_time_client_address_and_request_id_but_no_secret(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync(scopes: ["videocentral::reporting"]);
         string wrongSecret = "amzn1.oa2-cs.v1." + new string('e', 64);
 
@@ -35,10 +35,10 @@ public sealed class AuditTests
         Assert.DoesNotContain(profile.ClientSecret!, all, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task A_token_pasted_as_client_id_is_recorded_as_a_short_hash()
+    [Theory, Stores]
+    public async Task A_token_pasted_as_client_id_is_recorded_as_a_short_hash(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (profile, tokens) = await host.AuthorizeAsync();
 
         await host.PostTokenAsync(("grant_type", "refresh_token"), ("refresh_token", tokens.RefreshToken), ("client_id", tokens.RefreshToken));
@@ -49,10 +49,10 @@ public sealed class AuditTests
         _ = profile;
     }
 
-    [Fact]
-    public async Task A_replayed_code_is_recorded_with_its_user()
+    [Theory, Stores]
+    public async Task A_replayed_code_is_recorded_with_its_user(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var profile = await host.CreateProfileAsync();
         var user = await host.CreateUserAsync();
         string code = await host.IssueCodeAsync(profile, user);
@@ -69,10 +69,10 @@ public sealed class AuditTests
         Assert.DoesNotContain(code, host.Snapshot(includeAudit: true), StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task A_revoked_token_family_is_recorded()
+    [Theory, Stores]
+    public async Task A_revoked_token_family_is_recorded(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
         Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(profile, tokens.RefreshToken)).Status);
         host.Clock.Advance(TimeSpan.FromSeconds(host.Options.RotationGraceSeconds + 1));
@@ -137,9 +137,9 @@ public sealed class AuditTests
     [Fact]
     public async Task Audit_events_wait_out_a_store_outage_and_are_written_when_it_ends()
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(StoreKind.Sqlite);
         var audit = host.Services.GetAudit();
-        using (var locker = StoreLock.Take(host.DatabasePath))
+        using (var locker = host.BlockStore())
         {
             audit.Record(new AuditEvent(host.Clock.GetUtcNow(), AuditEvents.SignInFailed, null, "amzn1.account.Y", "127.0.0.1", "r", "during outage"));
             await Task.Delay(TimeSpan.FromSeconds(5));
@@ -148,33 +148,5 @@ public sealed class AuditTests
 
         var recorded = Assert.Single(await EventsAsync(host, AuditEvents.SignInFailed));
         Assert.Equal("during outage", recorded.Event.Detail);
-    }
-}
-
-/// <summary>Makes a SQLite store unavailable for writes: another connection holds its write lock (as a stuck process would).</summary>
-internal sealed class StoreLock : IDisposable
-{
-    private readonly Microsoft.Data.Sqlite.SqliteConnection _connection;
-
-    private StoreLock(Microsoft.Data.Sqlite.SqliteConnection connection) => _connection = connection;
-
-    public static StoreLock Take(string path)
-    {
-        var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Pooling=False");
-        connection.Open();
-        using var begin = connection.CreateCommand();
-        begin.CommandText = "PRAGMA busy_timeout = 10000; BEGIN EXCLUSIVE";
-        begin.ExecuteNonQuery();
-        return new StoreLock(connection);
-    }
-
-    public void Dispose()
-    {
-        using (var rollback = _connection.CreateCommand())
-        {
-            rollback.CommandText = "ROLLBACK";
-            rollback.ExecuteNonQuery();
-        }
-        _connection.Dispose();
     }
 }

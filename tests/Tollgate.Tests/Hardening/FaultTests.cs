@@ -9,10 +9,10 @@ public sealed class FaultTests
 {
     private const string Scope = "videocentral::reporting";
 
-    [Fact]
-    public async Task A_store_that_goes_away_mid_load_gets_503s_then_service_resumes_by_itself_with_nothing_lost()
+    [Theory, Stores]
+    public async Task A_store_that_goes_away_mid_load_gets_503s_then_service_resumes_by_itself_with_nothing_lost(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync(o => o.RateLimits.FailedAuthenticationsPerIpPerMinute = 0);
+        await using var host = await TollgateHost.StartAsync(store, o => o.RateLimits.FailedAuthenticationsPerIpPerMinute = 0);
         var confidential = await host.CreateProfileAsync(scopes: [Scope]);
         var user = await host.CreateUserAsync();
         var codes = new ConcurrentQueue<string>();
@@ -76,7 +76,7 @@ public sealed class FaultTests
 
         var load = Enumerable.Range(0, workers).Select(w => Task.Run(() => Worker(w))).ToArray();
         await Task.Delay(TimeSpan.FromSeconds(1));
-        using (StoreLock.Take(host.DatabasePath))
+        using (host.BlockStore())
         {
             Volatile.Write(ref outage, true);
             await Task.Delay(TimeSpan.FromSeconds(7));

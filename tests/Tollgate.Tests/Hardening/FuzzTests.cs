@@ -46,7 +46,7 @@ public sealed class FuzzTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         // Per-address failure throttling would soon answer every request with 429; switch it off to reach the deeper checks.
-        _host = await TollgateHost.StartAsync(o => o.RateLimits.FailedAuthenticationsPerIpPerMinute = 0);
+        _host = await TollgateHost.StartAsync(StoreKind.Sqlite, o => o.RateLimits.FailedAuthenticationsPerIpPerMinute = 0);
         var (profile, tokens) = await _host.AuthorizeAsync(refreshPolicy: "reuse");
         var publicProfile = await _host.CreateProfileAsync(isPublic: true);
         var scoped = await _host.CreateProfileAsync(scopes: [Scope]);

@@ -16,10 +16,10 @@ public sealed class KeyManagementTests
 
     private static AccessTokenCodec Codec(TollgateHost host) => host.Services.GetRequiredService<AccessTokenCodec>();
 
-    [Fact]
-    public async Task With_a_master_key_the_store_holds_access_token_keys_only_encrypted()
+    [Theory, Stores]
+    public async Task With_a_master_key_the_store_holds_access_token_keys_only_encrypted(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync(o => o.MasterKey = Master);
+        await using var host = await TollgateHost.StartAsync(store, o => o.MasterKey = Master);
         var (_, tokens) = await host.AuthorizeAsync();
 
         var stored = Assert.Single(await host.Store.ListAccessTokenKeysAsync(CancellationToken.None));
@@ -29,10 +29,10 @@ public sealed class KeyManagementTests
         Assert.Equal(HttpStatusCode.OK, (await host.TokenInfoAsync(tokens.AccessToken)).Status);
     }
 
-    [Fact]
-    public async Task A_store_with_encrypted_keys_refuses_to_serve_without_the_right_master_key_naming_the_setting()
+    [Theory, Stores]
+    public async Task A_store_with_encrypted_keys_refuses_to_serve_without_the_right_master_key_naming_the_setting(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync(o => o.MasterKey = Master);
+        await using var host = await TollgateHost.StartAsync(store, o => o.MasterKey = Master);
 
         var missing = await Assert.ThrowsAsync<InvalidOperationException>(() => TollgateServer.BuildAsync([], host.Store, host.Clock));
         var wrong = await Assert.ThrowsAsync<InvalidOperationException>(() =>
@@ -43,10 +43,10 @@ public sealed class KeyManagementTests
         Assert.Contains("Tollgate:PreviousMasterKeys", wrong.Message, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task Keys_stored_in_the_clear_are_encrypted_when_a_master_key_is_configured_and_tokens_keep_working()
+    [Theory, Stores]
+    public async Task Keys_stored_in_the_clear_are_encrypted_when_a_master_key_is_configured_and_tokens_keep_working(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var (_, tokens) = await host.AuthorizeAsync();
         Assert.Null(Assert.Single(await host.Store.ListAccessTokenKeysAsync(CancellationToken.None)).Protection);
 
@@ -56,10 +56,10 @@ public sealed class KeyManagementTests
         Assert.NotNull(upgraded.Services.GetRequiredService<AccessTokenCodec>().Open(tokens.AccessToken));
     }
 
-    [Fact]
-    public async Task A_replaced_master_key_listed_as_previous_lets_the_keys_be_re_encrypted()
+    [Theory, Stores]
+    public async Task A_replaced_master_key_listed_as_previous_lets_the_keys_be_re_encrypted(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync(o => o.MasterKey = Master);
+        await using var host = await TollgateHost.StartAsync(store, o => o.MasterKey = Master);
         var (_, tokens) = await host.AuthorizeAsync();
         string next = MasterKeys.NewMasterKey();
 
@@ -74,10 +74,10 @@ public sealed class KeyManagementTests
         await using var withNextOnly = await TollgateServer.BuildAsync([], host.Store, host.Clock, o => o.MasterKey = next);
     }
 
-    [Fact]
-    public async Task Keys_rotate_on_schedule_with_an_overlap_and_retire_when_no_token_needs_them()
+    [Theory, Stores]
+    public async Task Keys_rotate_on_schedule_with_an_overlap_and_retire_when_no_token_needs_them(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync(o => o.MasterKey = Master);
+        await using var host = await TollgateHost.StartAsync(store, o => o.MasterKey = Master);
         var codec = Codec(host);
         int first = codec.CurrentKeyId;
         var (profile, tokens) = await host.AuthorizeAsync();
@@ -103,10 +103,10 @@ public sealed class KeyManagementTests
         Assert.NotNull(codec.Open(fresh.AccessToken));
     }
 
-    [Fact]
-    public async Task Two_nodes_finding_rotation_due_at_once_add_one_key()
+    [Theory, Stores]
+    public async Task Two_nodes_finding_rotation_due_at_once_add_one_key(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         await using var second = await TollgateServer.BuildAsync([], host.Store, host.Clock);
         host.Clock.Advance(TimeSpan.FromDays(host.Options.Keys.AccessTokenKeyRotationDays));
 

@@ -10,7 +10,7 @@ public sealed class LimitTests
     [Fact]
     public async Task Too_many_header_bytes_is_431_with_the_protocol_error()
     {
-        await using var host = await TollgateHost.StartAsync(o => o.Limits.MaxRequestHeaderBytes = 4096);
+        await using var host = await TollgateHost.StartAsync(StoreKind.Sqlite, o => o.Limits.MaxRequestHeaderBytes = 4096);
 
         var reply = await host.GetAsync("/auth/o2/tokeninfo?access_token=x", h => h.Add("X-Padding", new string('a', 5000)));
 
@@ -20,7 +20,7 @@ public sealed class LimitTests
     [Fact]
     public async Task Too_many_headers_is_431_with_the_protocol_error()
     {
-        await using var host = await TollgateHost.StartAsync(o => o.Limits.MaxRequestHeaderCount = 16);
+        await using var host = await TollgateHost.StartAsync(StoreKind.Sqlite, o => o.Limits.MaxRequestHeaderCount = 16);
 
         var reply = await host.GetAsync("/auth/o2/tokeninfo?access_token=x", h =>
         {
@@ -36,7 +36,7 @@ public sealed class LimitTests
     [Fact]
     public async Task A_long_query_string_is_414_with_the_protocol_error()
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(StoreKind.Sqlite);
 
         var reply = await host.GetAsync("/auth/o2/tokeninfo?access_token=" + new string('A', 5000));
 
@@ -46,7 +46,7 @@ public sealed class LimitTests
     [Fact]
     public async Task Far_beyond_the_limits_Kestrel_answers_with_a_bare_4xx_and_the_server_keeps_serving()
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(StoreKind.Sqlite);
 
         var reply = await host.GetAsync("/auth/o2/tokeninfo?access_token=" + new string('A', 20_000));
 
@@ -57,7 +57,7 @@ public sealed class LimitTests
     [Fact]
     public async Task A_body_that_trickles_in_is_refused_with_408_and_the_protocol_error()
     {
-        await using var host = await TollgateHost.StartAsync(o =>
+        await using var host = await TollgateHost.StartAsync(StoreKind.Sqlite, o =>
         {
             o.Limits.MinRequestBodyBytesPerSecond = 100;
             o.Limits.RequestBodyGraceSeconds = 2;
@@ -75,7 +75,7 @@ public sealed class LimitTests
     [Fact]
     public async Task Headers_that_trickle_in_are_cut_off_with_408_after_the_headers_timeout()
     {
-        await using var host = await TollgateHost.StartAsync(o => o.Limits.RequestHeadersTimeoutSeconds = 1);
+        await using var host = await TollgateHost.StartAsync(StoreKind.Sqlite, o => o.Limits.RequestHeadersTimeoutSeconds = 1);
         var started = System.Diagnostics.Stopwatch.StartNew();
 
         string response = await RawHttp.SendAsync(host.BaseAddress, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n",

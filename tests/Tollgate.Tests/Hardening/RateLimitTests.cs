@@ -20,10 +20,10 @@ public sealed class RateLimitTests
         Assert.True(int.Parse(reply.Headers.GetValues("Retry-After").Single(), System.Globalization.CultureInfo.InvariantCulture) >= 1);
     }
 
-    [Fact]
-    public async Task A_profiles_own_limit_throttles_that_client_only()
+    [Theory, Stores]
+    public async Task A_profiles_own_limit_throttles_that_client_only(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(store);
         var limited = await host.CreateProfileAsync(scopes: [Scope]);
         var other = await host.CreateProfileAsync(scopes: [Scope]);
         Assert.True(await host.Store.SetProfileRateLimitAsync(limited.ClientId, 3, CancellationToken.None));
@@ -40,10 +40,10 @@ public sealed class RateLimitTests
         Assert.Equal(HttpStatusCode.OK, (await ClientCredentialsAsync(host, other)).Status);
     }
 
-    [Fact]
-    public async Task The_default_per_client_limit_applies_unless_a_profile_says_unlimited()
+    [Theory, Stores]
+    public async Task The_default_per_client_limit_applies_unless_a_profile_says_unlimited(StoreKind store)
     {
-        await using var host = await TollgateHost.StartAsync(o => o.RateLimits.TokenRequestsPerClientPerMinute = 2);
+        await using var host = await TollgateHost.StartAsync(store, o => o.RateLimits.TokenRequestsPerClientPerMinute = 2);
         var ordinary = await host.CreateProfileAsync(scopes: [Scope]);
         var unlimited = await host.CreateProfileAsync(scopes: [Scope]);
         await host.Store.SetProfileRateLimitAsync(unlimited.ClientId, 0, CancellationToken.None);
@@ -61,7 +61,7 @@ public sealed class RateLimitTests
     [Fact]
     public async Task The_per_address_limit_throttles_before_the_request_is_read()
     {
-        await using var host = await TollgateHost.StartAsync(o => o.RateLimits.TokenRequestsPerIpPerMinute = 2);
+        await using var host = await TollgateHost.StartAsync(StoreKind.Sqlite, o => o.RateLimits.TokenRequestsPerIpPerMinute = 2);
         var profile = await host.CreateProfileAsync(scopes: [Scope]);
 
         await ClientCredentialsAsync(host, profile);
@@ -75,7 +75,7 @@ public sealed class RateLimitTests
     [Fact]
     public async Task Failed_authentications_from_one_address_are_throttled_even_when_the_guess_is_right()
     {
-        await using var host = await TollgateHost.StartAsync(o => o.RateLimits.FailedAuthenticationsPerIpPerMinute = 5);
+        await using var host = await TollgateHost.StartAsync(StoreKind.Sqlite, o => o.RateLimits.FailedAuthenticationsPerIpPerMinute = 5);
         var profile = await host.CreateProfileAsync(scopes: [Scope]);
 
         for (int i = 0; i < 5; i++)

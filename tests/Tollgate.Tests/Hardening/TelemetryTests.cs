@@ -13,7 +13,7 @@ public sealed class TelemetryTests
     [Fact]
     public async Task Metrics_count_tokens_by_grant_errors_by_code_latency_and_commit_batches()
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(StoreKind.Sqlite);
         var (profile, tokens) = await host.AuthorizeAsync();
         await host.RefreshAsync(profile, tokens.RefreshToken);
         await host.PostTokenAsync(("grant_type", "nonsense"));
@@ -32,7 +32,7 @@ public sealed class TelemetryTests
     [Fact]
     public async Task Readyz_reports_a_reachable_current_store_and_healthz_is_alive()
     {
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(StoreKind.Sqlite);
 
         var ready = await host.GetAsync("/readyz");
         var live = await host.Http.GetStringAsync("/healthz");
@@ -46,8 +46,8 @@ public sealed class TelemetryTests
     [Fact]
     public async Task Readyz_is_503_when_the_schema_is_behind()
     {
-        await using var host = await TollgateHost.StartAsync();
-        using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={host.DatabasePath};Pooling=False"))
+        await using var host = await TollgateHost.StartAsync(StoreKind.Sqlite);
+        using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={host.Database.SqlitePath!};Pooling=False"))
         {
             connection.Open();
             using var command = connection.CreateCommand();
@@ -72,7 +72,7 @@ public sealed class TelemetryTests
             ActivityStopped = spans.Add,
         };
         ActivitySource.AddActivityListener(listener);
-        await using var host = await TollgateHost.StartAsync();
+        await using var host = await TollgateHost.StartAsync(StoreKind.Sqlite);
         var profile = await host.CreateProfileAsync(scopes: [Scope]);
 
         var reply = await host.PostTokenAsync(TollgateHost.WithClient(profile, ("grant_type", "client_credentials"), ("scope", Scope)));

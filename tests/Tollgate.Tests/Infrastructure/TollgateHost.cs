@@ -11,13 +11,14 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Tollgate.Server;
 using Tollgate.Server.Admin;
-using Tollgate.Server.Storage.Sqlite;
+using Tollgate.Server.Storage;
 
 namespace Tollgate.Tests.Infrastructure;
 
 /// <summary>
-/// A real Tollgate server for one test: Kestrel on a free loopback port, a fresh SQLite file,
-/// and a fake clock so that expiry is tested to the second without sleeping.
+/// A real Tollgate server for one test: Kestrel on a free loopback port, a fresh database of the
+/// given kind (a SQLite file, or a PostgreSQL database of its own), and a fake clock so that expiry
+/// is tested to the second without sleeping.
 /// </summary>
 internal sealed class TollgateHost : IAsyncDisposable
 {
@@ -25,23 +26,23 @@ internal sealed class TollgateHost : IAsyncDisposable
 
     private readonly WebApplication _app;
 
-    private TollgateHost(WebApplication app, SqliteTokenStore store, FakeTimeProvider clock, string directory, Uri baseAddress)
+    private TollgateHost(WebApplication app, TestDatabase database, ITokenStore store, FakeTimeProvider clock, Uri baseAddress)
     {
         _app = app;
+        Database = database;
         Store = store;
         Clock = clock;
-        Directory = directory;
         BaseAddress = baseAddress;
         Http = new HttpClient { BaseAddress = baseAddress };
     }
 
-    public SqliteTokenStore Store { get; }
+    public TestDatabase Database { get; }
+
+    public StoreKind Kind => Database.Kind;
+
+    public ITokenStore Store { get; }
 
     public FakeTimeProvider Clock { get; }
-
-    public string Directory { get; }
-
-    public string DatabasePath => Path.Combine(Directory, "tollgate.db");
 
     public Uri BaseAddress { get; }
 
@@ -51,19 +52,21 @@ internal sealed class TollgateHost : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
-    public static async Task<TollgateHost> StartAsync(Action<TollgateOptions>? configure = null, Action<SqliteTokenStore>? arrangeStore = null)
+    /// <summary>The server's housekeeping job, to run a prune pass on demand (it uses the fake clock).</summary>
+    public Housekeeping Housekeeping => _app.Services.GetRequiredService<Housekeeping>();
+
+    public static async Task<TollgateHost> StartAsync(StoreKind kind, Action<TollgateOptions>? configure = null)
     {
-        var directory = TempDirectory.Create();
-        var store = SqliteTokenStore.Open(Path.Combine(directory, "tollgate.db"));
+        var database = await TestDatabase.RentAsync(kind);
+        var store = database.OpenStore();
         await store.MigrateAsync(CancellationToken.None);
-        arrangeStore?.Invoke(store);
         var clock = new FakeTimeProvider(new DateTimeOffset(2026, 11, 29, 12, 0, 0, TimeSpan.Zero));
         var app = await TollgateServer.BuildAsync(
             ["--Logging:LogLevel:Default=Warning", "--Logging:LogLevel:Tollgate.Errors=None"], store, clock, configure);
         app.Urls.Add("http://127.0.0.1:0");
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new TollgateHost(app, store, clock, directory, new Uri(address));
+        return new TollgateHost(app, database, store, clock, new Uri(address));
     }
 
     // ---- Arranging: the same operations the admin CLI performs ----
@@ -158,14 +161,27 @@ internal sealed class TollgateHost : IAsyncDisposable
     /// Every row of every table, in a stable order: equal snapshots mean the request changed nothing. The audit trail
     /// is left out unless asked for: it records attempts (and is written in the background), it is not state a request changes.
     /// </summary>
-    public string Snapshot(bool includeAudit = false)
+    public string Snapshot(bool includeAudit = false) => Kind == StoreKind.Sqlite ? SnapshotSqlite(includeAudit) : SnapshotPostgres(includeAudit);
+
+    private string SnapshotSqlite(bool includeAudit)
     {
-        using var connection = new SqliteConnection($"Data Source={DatabasePath};Mode=ReadOnly;Pooling=False");
+        using var connection = new SqliteConnection($"Data Source={Database.SqlitePath};Mode=ReadOnly;Pooling=False");
         connection.Open();
+        return Dump(connection, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name", includeAudit);
+    }
+
+    private string SnapshotPostgres(bool includeAudit)
+    {
+        using var connection = Database.OpenPostgres();
+        return Dump(connection, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name", includeAudit);
+    }
+
+    private static string Dump(System.Data.Common.DbConnection connection, string listTables, bool includeAudit)
+    {
         var tables = new List<string>();
         using (var list = connection.CreateCommand())
         {
-            list.CommandText = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name";
+            list.CommandText = listTables;
             using var reader = list.ExecuteReader();
             while (reader.Read())
             {
@@ -195,13 +211,53 @@ internal sealed class TollgateHost : IAsyncDisposable
         return dump.ToString();
     }
 
+    /// <summary>
+    /// Another client holds the store's write lock until disposed (SQLite: an exclusive transaction on the file;
+    /// PostgreSQL: an exclusive lock on the token tables), longer than the server waits for a lock.
+    /// </summary>
+    public IDisposable BlockStore()
+    {
+        System.Data.Common.DbConnection connection;
+        string begin;
+        if (Kind == StoreKind.Sqlite)
+        {
+            connection = new SqliteConnection($"Data Source={Database.SqlitePath};Pooling=False");
+            connection.Open();
+            begin = "BEGIN EXCLUSIVE";
+        }
+        else
+        {
+            connection = Database.OpenPostgres();
+            begin = "BEGIN; LOCK TABLE refresh_tokens, grants IN ACCESS EXCLUSIVE MODE";
+        }
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = begin;
+            command.ExecuteNonQuery();
+        }
+        return new StoreBlock(connection);
+    }
+
+    private sealed class StoreBlock(System.Data.Common.DbConnection connection) : IDisposable
+    {
+        public void Dispose()
+        {
+            using (var rollback = connection.CreateCommand())
+            {
+                rollback.CommandText = "ROLLBACK";
+                rollback.ExecuteNonQuery();
+            }
+            connection.Dispose();
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         Http.Dispose();
         await _app.StopAsync();
         await _app.DisposeAsync();
         await Store.DisposeAsync();
-        TempDirectory.Delete(Directory);
+        await Database.DisposeAsync();
     }
 }
 

@@ -159,6 +159,29 @@ internal sealed class SqliteTokenStore : ITokenStore
         return updated > 0;
     });
 
+    public Task<bool> RotateClientSecretAsync(
+        string clientId, byte[] newSecretHash, DateTimeOffset now, DateTimeOffset oldSecretsExpireAt, CancellationToken ct) =>
+        _writer.WriteAsync(s =>
+        {
+            long? profileId = (long?)s.Command("SELECT id FROM profiles WHERE client_id = $c AND is_public = 0")
+                .With("$c", clientId).ExecuteScalar();
+            if (profileId is null)
+            {
+                return false;
+            }
+            // Older secrets end at the overlap's end, or earlier if they were already due to.
+            long until = oldSecretsExpireAt.ToUnixTimeMilliseconds();
+            s.Command("UPDATE client_secrets SET expires_at = $e WHERE profile_id = $p AND (expires_at IS NULL OR expires_at > $e)")
+                .With("$e", until).With("$p", profileId).ExecuteNonQuery();
+            s.Command("INSERT INTO client_secrets (profile_id, secret_hash, created_at) VALUES ($p, $h, $t)")
+                .With("$p", profileId).With("$h", newSecretHash).With("$t", now.ToUnixTimeMilliseconds()).ExecuteNonQuery();
+            BumpProfileGeneration(s);
+            return true;
+        });
+
+    // One file has no other node to hear from; the profile cache's poll of the generation is the whole mechanism.
+    public Task WaitForProfileChangeAsync(TimeSpan maxWait, CancellationToken ct) => Task.Delay(maxWait, ct);
+
     private static void BumpProfileGeneration(SqliteSession s) =>
         s.Execute("UPDATE meta SET value = value + 1 WHERE key = 'profile_generation'");
 
@@ -321,6 +344,42 @@ internal sealed class SqliteTokenStore : ITokenStore
     private static void RevokeGrant(SqliteSession s, long grantId, long at, string reason) =>
         s.Command("UPDATE grants SET revoked_at = $t, revoked_reason = $r WHERE id = $g AND revoked_at IS NULL")
             .With("$t", at).With("$r", reason).With("$g", grantId).ExecuteNonQuery();
+
+    // ---- Housekeeping ----
+
+    public async Task<PruneResult> PruneAsync(PrunePolicy policy, Action<PruneResult>? progress, CancellationToken ct)
+    {
+        // Each batch is one small write in the group-commit queue, so token requests queued behind it wait for
+        // at most one batch; SQLite's single writer means no second process can prune at the same moment.
+        var total = PruneResult.None;
+        long cutoff = policy.CutoffMilliseconds;
+        while (true)
+        {
+            ct.ThrowIfCancellationRequested();
+            var (codes, tokens, grants) = await _writer.WriteAsync(s =>
+            {
+                int codes = s.Command("""
+                    DELETE FROM authorization_codes WHERE code_hash IN
+                        (SELECT code_hash FROM authorization_codes WHERE expires_at < $cut LIMIT $n)
+                    """).With("$cut", cutoff).With("$n", policy.BatchSize).ExecuteNonQuery();
+                int tokens = s.Command("""
+                    DELETE FROM refresh_tokens WHERE token_hash IN
+                        (SELECT token_hash FROM refresh_tokens WHERE consumed_at < $cut LIMIT $n)
+                    """).With("$cut", cutoff).With("$n", policy.BatchSize).ExecuteNonQuery();
+                // Deleting a grant cascades to its remaining refresh tokens and the code it came from.
+                int grants = s.Command("""
+                    DELETE FROM grants WHERE id IN (SELECT id FROM grants WHERE revoked_at < $cut LIMIT $n)
+                    """).With("$cut", cutoff).With("$n", policy.BatchSize).ExecuteNonQuery();
+                return (codes, tokens, grants);
+            });
+            total = total.Add(codes, tokens, grants);
+            progress?.Invoke(total);
+            if (codes < policy.BatchSize && tokens < policy.BatchSize && grants < policy.BatchSize)
+            {
+                return total;
+            }
+        }
+    }
 
     // ---- Keys ----
 

@@ -1,0 +1,258 @@
+using System.Reflection;
+using Npgsql;
+using Tollgate.Server.Storage;
+using Tollgate.Server.Storage.Postgres;
+using Tollgate.Server.Storage.Sqlite;
+using Xunit.Sdk;
+
+namespace Tollgate.Tests.Infrastructure;
+
+/// <summary>The stores the integration suite runs against: one test matrix, every test on each.</summary>
+public enum StoreKind
+{
+    Sqlite,
+    Postgres,
+}
+
+/// <summary>
+/// Which stores to test, from <c>TOLLGATE_TEST_STORES</c> (default <c>sqlite,postgres</c>), and where PostgreSQL
+/// is (<c>TOLLGATE_TEST_POSTGRES</c>, default the local server with password <c>postgres</c>, as TESTING.md sets it up).
+/// </summary>
+/// <remarks>
+/// PostgreSQL is on by default and its tests fail loudly when it is not reachable: a green run must mean
+/// both stores were tested. Leaving it out takes an explicit <c>TOLLGATE_TEST_STORES=sqlite</c>.
+/// </remarks>
+internal static class TestStores
+{
+    public const string StoresVariable = "TOLLGATE_TEST_STORES";
+    public const string PostgresVariable = "TOLLGATE_TEST_POSTGRES";
+
+    public static IReadOnlyList<StoreKind> Enabled { get; } = ParseEnabled();
+
+    public static bool PostgresEnabled => Enabled.Contains(StoreKind.Postgres);
+
+    /// <summary>Connection string of the server, without a database; each test gets its own database on it.</summary>
+    public static string PostgresServer =>
+        Environment.GetEnvironmentVariable(PostgresVariable) is { Length: > 0 } configured
+            ? configured
+            : "Host=127.0.0.1;Username=postgres;Password=postgres";
+
+    private static List<StoreKind> ParseEnabled()
+    {
+        string value = Environment.GetEnvironmentVariable(StoresVariable) is { Length: > 0 } configured ? configured : "sqlite,postgres";
+        var kinds = new List<StoreKind>();
+        foreach (var name in value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            kinds.Add(name.ToLowerInvariant() switch
+            {
+                "sqlite" => StoreKind.Sqlite,
+                "postgres" or "postgresql" => StoreKind.Postgres,
+                _ => throw new InvalidOperationException($"{StoresVariable} lists '{name}'; use sqlite, postgres or both"),
+            });
+        }
+        return kinds;
+    }
+}
+
+/// <summary>
+/// Runs a theory once per enabled store, the store first: <c>[Theory, Stores]</c> for a test with no other data,
+/// <c>[Theory, Stores("S256"), Stores("plain")]</c> in place of <c>InlineData</c>.
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = true)]
+public sealed class StoresAttribute(params object?[] data) : DataAttribute
+{
+    public StoresAttribute()
+        : this([])
+    {
+    }
+
+    public override IEnumerable<object?[]> GetData(MethodInfo testMethod) =>
+        TestStores.Enabled.Select(kind => (object?[])[kind, .. data]);
+}
+
+/// <summary>A test that needs PostgreSQL itself (several nodes on one database); skipped only on an explicit opt-out.</summary>
+public sealed class PostgresFactAttribute : FactAttribute
+{
+    public PostgresFactAttribute()
+    {
+        if (!TestStores.PostgresEnabled)
+        {
+            Skip = $"{TestStores.StoresVariable} leaves PostgreSQL out";
+        }
+    }
+}
+
+/// <summary>A fresh, empty database of either kind for one test, deleted afterwards.</summary>
+internal sealed class TestDatabase : IAsyncDisposable
+{
+    /// <summary>
+    /// Emptied, migrated PostgreSQL databases for <see cref="RentAsync"/>. CREATE DATABASE costs a second or more on a
+    /// busy machine, emptying a few small tables a few milliseconds; the pool is dropped when the test process exits.
+    /// </summary>
+    private static readonly System.Collections.Concurrent.ConcurrentBag<string> Pool = [];
+    private static readonly System.Collections.Concurrent.ConcurrentBag<string> Created = [];
+    private static int _exitHookInstalled;
+
+    private readonly string? _postgresName;
+    private readonly bool _pooled;
+
+    private TestDatabase(StoreKind kind, string location, string? directory, string? postgresName, bool pooled = false)
+    {
+        Kind = kind;
+        Location = location;
+        Directory = directory;
+        _postgresName = postgresName;
+        _pooled = pooled;
+    }
+
+    /// <summary>
+    /// A database whose schema is current and whose tables are empty, as a freshly migrated one: for tests of the
+    /// server's behaviour (hosts). Tests of migrations themselves use <see cref="CreateAsync"/>.
+    /// </summary>
+    public static async Task<TestDatabase> RentAsync(StoreKind kind)
+    {
+        if (kind == StoreKind.Postgres && Pool.TryTake(out var name))
+        {
+            return new TestDatabase(kind, "postgres:" + ConnectionStringFor(name), null, name, pooled: true);
+        }
+        var database = await CreateAsync(kind);
+        return database._postgresName is null ? database : new TestDatabase(kind, database.Location, null, database._postgresName, pooled: true);
+    }
+
+    private static string ConnectionStringFor(string name) =>
+        new NpgsqlConnectionStringBuilder(TestStores.PostgresServer) { Database = name }.ConnectionString;
+
+    public StoreKind Kind { get; }
+
+    /// <summary>The <c>--db</c> value: <c>sqlite:PATH</c> or <c>postgres:CONNECTION-STRING</c>.</summary>
+    public string Location { get; }
+
+    /// <summary>The SQLite file's directory (null for PostgreSQL).</summary>
+    public string? Directory { get; }
+
+    public string? SqlitePath => Kind == StoreKind.Sqlite ? Location["sqlite:".Length..] : null;
+
+    public string? PostgresConnectionString => Kind == StoreKind.Postgres ? Location["postgres:".Length..] : null;
+
+    public static async Task<TestDatabase> CreateAsync(StoreKind kind, string? directory = null)
+    {
+        if (kind == StoreKind.Sqlite)
+        {
+            directory ??= TempDirectory.Create();
+            return new TestDatabase(kind, "sqlite:" + Path.Combine(directory, "tollgate.db"), directory, null);
+        }
+
+        string name = $"tollgate_test_{Guid.NewGuid():N}";
+        try
+        {
+            await using var admin = await OpenAdminAsync();
+            await using var create = new NpgsqlCommand($"CREATE DATABASE \"{name}\"", admin);
+            await create.ExecuteNonQueryAsync();
+            Created.Add(name);
+            if (Interlocked.Exchange(ref _exitHookInstalled, 1) == 0)
+            {
+                AppDomain.CurrentDomain.ProcessExit += (_, _) => DropAll();
+            }
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException)
+        {
+            throw new InvalidOperationException(
+                $"PostgreSQL is not reachable ({Redacted()}): {e.Message}. Start it (pg_ctlcluster 15 main start; see docs/TESTING), "
+                + $"point {TestStores.PostgresVariable} at one, or leave it out explicitly with {TestStores.StoresVariable}=sqlite.", e);
+        }
+        return new TestDatabase(kind, "postgres:" + ConnectionStringFor(name), null, name);
+    }
+
+    /// <summary>Opens the store this database is for (not migrated).</summary>
+    public ITokenStore OpenStore() => Kind == StoreKind.Sqlite
+        ? SqliteTokenStore.Open(SqlitePath!)
+        : PostgresTokenStore.Open(PostgresConnectionString!);
+
+    /// <summary>A plain connection for assertions (PostgreSQL only), outside any pool the store uses.</summary>
+    public NpgsqlConnection OpenPostgres()
+    {
+        var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(PostgresConnectionString) { Pooling = false }.ConnectionString);
+        connection.Open();
+        return connection;
+    }
+
+    private static async Task<NpgsqlConnection> OpenAdminAsync()
+    {
+        var builder = new NpgsqlConnectionStringBuilder(TestStores.PostgresServer) { Database = "postgres", Pooling = false, Timeout = 30 };
+        var connection = new NpgsqlConnection(builder.ConnectionString);
+        await connection.OpenAsync();
+        return connection;
+    }
+
+    /// <summary>Back to the state of a freshly migrated database: no rows but the profile generation, at 0.</summary>
+    private async Task<bool> TryEmptyAsync()
+    {
+        try
+        {
+            await using var connection = OpenPostgres();
+            await using var empty = new NpgsqlCommand("""
+                DELETE FROM refresh_tokens; DELETE FROM authorization_codes; DELETE FROM grants;
+                DELETE FROM client_secrets; DELETE FROM profile_scopes; DELETE FROM profile_return_urls; DELETE FROM profiles;
+                DELETE FROM users; DELETE FROM access_token_keys;
+                DELETE FROM meta WHERE key <> 'profile_generation'; UPDATE meta SET value = 0;
+                SELECT setval(pg_get_serial_sequence(t, 'id'), 1, false)
+                FROM unnest(ARRAY['access_token_keys', 'profiles', 'client_secrets', 'users', 'grants']) t;
+                """, connection);
+            await empty.ExecuteNonQueryAsync();
+            await using var version = new NpgsqlCommand("SELECT max(version) FROM schema_version", connection);
+            return (int)(await version.ExecuteScalarAsync())! == PostgresMigrations.LatestVersion;
+        }
+        catch (NpgsqlException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>At exit, drops every database this process created and did not drop yet.</summary>
+    private static void DropAll()
+    {
+        try
+        {
+            using var admin = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(TestStores.PostgresServer)
+            {
+                Database = "postgres", Pooling = false, Timeout = 30,
+            }.ConnectionString);
+            admin.Open();
+            foreach (var name in Created)
+            {
+                using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)", admin);
+                drop.ExecuteNonQuery();
+            }
+        }
+        catch (NpgsqlException)
+        {
+            // Leftover tollgate_test_* databases are harmless; the server may already be gone.
+        }
+    }
+
+    private static string Redacted()
+    {
+        var builder = new NpgsqlConnectionStringBuilder(TestStores.PostgresServer);
+        return $"Host={builder.Host};Port={builder.Port};Username={builder.Username}";
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_pooled && await TryEmptyAsync())
+        {
+            Pool.Add(_postgresName!);
+            return;
+        }
+        if (_postgresName is not null)
+        {
+            // FORCE ends connections a killed child process or a pool may still hold.
+            await using var admin = await OpenAdminAsync();
+            await using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{_postgresName}\" WITH (FORCE)", admin);
+            await drop.ExecuteNonQueryAsync();
+        }
+        else if (Directory is not null)
+        {
+            TempDirectory.Delete(Directory);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+using Npgsql;
+using Tollgate.Server.Admin;
+using Tollgate.Server.Storage;
+using Tollgate.Server.Storage.Postgres;
+using Tollgate.Server.Storage.Sqlite;
+using Tollgate.Tests.Infrastructure;
+
+namespace Tollgate.Tests;
+
+/// <summary>What only the PostgreSQL store has to prove: schema versioning under racing nodes, the prune lock, retries.</summary>
+public sealed class PostgresStoreTests
+{
+    [PostgresFact]
+    public async Task An_older_database_is_upgraded_in_place_and_keeps_its_data()
+    {
+        await using var database = await TestDatabase.CreateAsync(StoreKind.Postgres);
+        string clientId;
+        await using (var old = (PostgresTokenStore)database.OpenStore())
+        {
+            Assert.Equal(1, (await old.MigrateToAsync(1)).CurrentVersion);
+            var created = await SecurityProfiles.CreateAsync(old, new ProfileRequest(
+                "Old app", ["https://app.example/cb"], ["videocentral::reporting"], null, null, false, null), TimeProvider.System, CancellationToken.None);
+            clientId = created.Value!.ClientId;
+        }
+
+        await using var upgraded = database.OpenStore();
+        var status = await upgraded.MigrateAsync(CancellationToken.None);
+
+        Assert.True(status.IsCurrent);
+        Assert.Equal(PostgresMigrations.LatestVersion, (await upgraded.GetSchemaStatusAsync(CancellationToken.None)).CurrentVersion);
+        var profile = await upgraded.FindProfileAsync(clientId, CancellationToken.None);
+        Assert.NotNull(profile);
+        Assert.Contains("videocentral::reporting", profile.RegisteredScopes);
+        await using var connection = database.OpenPostgres();
+        await using var index = new NpgsqlCommand("SELECT count(*) FROM pg_indexes WHERE indexname = 'authorization_codes_by_expiry'", connection);
+        Assert.Equal(1L, await index.ExecuteScalarAsync());
+    }
+
+    [PostgresFact]
+    public async Task Nodes_starting_at_once_migrate_exactly_once_and_the_others_wait_for_it()
+    {
+        await using var database = await TestDatabase.CreateAsync(StoreKind.Postgres);
+        var stores = Enumerable.Range(0, 6).Select(_ => database.OpenStore()).ToList();
+
+        var statuses = await Task.WhenAll(stores.Select(s => Task.Run(() => s.MigrateAsync(CancellationToken.None))));
+        // Every node then agrees on one access-token key, whoever created it.
+        var keys = await Task.WhenAll(stores.Select(s => Task.Run(() =>
+            s.GetOrCreateAccessTokenKeysAsync(Server.Crypto.Secrets.NewAccessTokenKey(), DateTimeOffset.UtcNow, CancellationToken.None))));
+
+        Assert.All(statuses, s => Assert.True(s.IsCurrent));
+        Assert.Single(keys.Select(k => Convert.ToHexString(k.Keys[k.CurrentKeyId])).Distinct());
+        await using var connection = database.OpenPostgres();
+        await using var versions = new NpgsqlCommand("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version", connection);
+        Assert.Equal("1,2", await versions.ExecuteScalarAsync());
+        foreach (var store in stores)
+        {
+            await store.DisposeAsync();
+        }
+    }
+
+    [PostgresFact]
+    public async Task A_database_from_a_newer_tollgate_is_refused_with_a_clear_reason()
+    {
+        await using var database = await TestDatabase.CreateAsync(StoreKind.Postgres);
+        await using (var store = database.OpenStore())
+        {
+            await store.MigrateAsync(CancellationToken.None);
+        }
+        await using (var connection = database.OpenPostgres())
+        {
+            await using var future = new NpgsqlCommand($"INSERT INTO schema_version (version) VALUES ({PostgresMigrations.LatestVersion + 1})", connection);
+            await future.ExecuteNonQueryAsync();
+        }
+        await using var newer = database.OpenStore();
+
+        var error = await Assert.ThrowsAsync<StoreSchemaException>(() => newer.MigrateAsync(CancellationToken.None));
+
+        Assert.Contains("newer than this tollgate", error.Message, StringComparison.Ordinal);
+    }
+
+    [PostgresFact]
+    public async Task While_another_node_prunes_a_prune_run_skips_instead_of_waiting()
+    {
+        await using var database = await TestDatabase.CreateAsync(StoreKind.Postgres);
+        await using var store = database.OpenStore();
+        await store.MigrateAsync(CancellationToken.None);
+        var policy = new PrunePolicy(DateTimeOffset.UtcNow, TimeSpan.FromDays(1), 100);
+
+        await using (var otherNode = database.OpenPostgres())
+        {
+            await using var hold = new NpgsqlCommand("SELECT pg_advisory_lock(@k)", otherNode);
+            hold.Parameters.AddWithValue("k", PostgresTokenStore.PruneLockKey);
+            await hold.ExecuteNonQueryAsync();
+
+            Assert.True((await store.PruneAsync(policy, null, CancellationToken.None)).Skipped);
+        }
+
+        Assert.False((await store.PruneAsync(policy, null, CancellationToken.None)).Skipped);
+    }
+
+    [PostgresFact]
+    public async Task Connections_dropped_by_the_server_are_retried_inside_the_store_not_surfaced()
+    {
+        await using var database = await TestDatabase.CreateAsync(StoreKind.Postgres);
+        await using var store = database.OpenStore();
+        await store.MigrateAsync(CancellationToken.None);
+        var user = await Users.CreateAsync(store, "ana@example.com", "Ana", "correct horse battery", TimeProvider.System, CancellationToken.None);
+        // Warm the pool with several connections, then have the server terminate every one of them (a failover, a restart).
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => store.FindUserByEmailAsync("ana@example.com", CancellationToken.None))));
+        await using (var admin = database.OpenPostgres())
+        {
+            await using var kill = new NpgsqlCommand(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tollgate'", admin);
+            Assert.True((long)(await kill.ExecuteScalarAsync())! >= 1);
+        }
+
+        var found = await store.FindUserByEmailAsync("ana@example.com", CancellationToken.None);
+        var created = await Users.CreateAsync(store, "ben@example.com", "Ben", "correct horse battery", TimeProvider.System, CancellationToken.None);
+
+        Assert.Equal(user.Value!.UserId, found?.UserId);
+        Assert.Null(created.Problem);
+    }
+}
