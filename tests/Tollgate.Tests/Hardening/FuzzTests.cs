@@ -283,7 +283,7 @@ public sealed class FuzzTests : IAsyncLifetime
 internal sealed record FuzzRequest(string Method, string Path, (string Name, string Value)[] Headers, string? ContentType, byte[]? Body)
 {
     /// <summary>A Transfer-Encoding other than chunked leaves the body length undefined (RFC 9112 §6.3): HTTP-level garbage.</summary>
-    public bool BreaksHttpFraming => Headers.Any(h => h.Name == "Transfer-Encoding" && h.Value != "chunked");
+    public bool BreaksHttpFraming => Body is not null && Headers.Any(h => h.Name == "Transfer-Encoding" && h.Value != "chunked");
 
     public override string ToString()
     {
