@@ -33,23 +33,55 @@ internal sealed class AccessTokenCodec : IDisposable
     private const int TagLength = 16;
     private const int FixedClaimsLength = 3 * sizeof(long);
 
-    private readonly int _currentKeyId;
-    private readonly Dictionary<int, ThreadLocal<AesGcm>> _ciphers = [];
+    /// <summary>The key ring's current state; replaced whole on rotation so a token never sees half an update.</summary>
+    private volatile KeySet _keys;
+
+    // Every AesGcm ever made, disposed with the codec: a key dropped from the ring may still be in use on another thread.
+    private readonly List<ThreadLocal<AesGcm>> _allCiphers = [];
 
     public AccessTokenCodec(IReadOnlyDictionary<int, byte[]> keys, int currentKeyId)
+    {
+        _keys = BuildKeySet(keys, currentKeyId, null);
+    }
+
+    /// <summary>The key id new tokens are sealed with.</summary>
+    public int CurrentKeyId => _keys.CurrentId;
+
+    /// <summary>Key ids that open tokens.</summary>
+    public IReadOnlyCollection<int> KeyIds => _keys.Ciphers.Keys;
+
+    /// <summary>Swaps in a new key ring (rotation): tokens sealed with any key still in it keep opening.</summary>
+    public void SetKeys(IReadOnlyDictionary<int, byte[]> keys, int currentKeyId) =>
+        _keys = BuildKeySet(keys, currentKeyId, _keys);
+
+    private KeySet BuildKeySet(IReadOnlyDictionary<int, byte[]> keys, int currentKeyId, KeySet? previous)
     {
         if (!keys.ContainsKey(currentKeyId))
         {
             throw new ArgumentException("the current key must be one of the keys", nameof(currentKeyId));
         }
-        _currentKeyId = currentKeyId;
+        var ciphers = new Dictionary<int, ThreadLocal<AesGcm>>();
         foreach (var (id, key) in keys)
         {
+            // Key ids are never reused (the store assigns them), so an id already loaded has the same material.
+            if (previous is not null && previous.Ciphers.TryGetValue(id, out var loaded))
+            {
+                ciphers[id] = loaded;
+                continue;
+            }
             var material = key.ToArray();
             // AesGcm instances are not thread-safe; one per thread avoids both locking and a key schedule per token.
-            _ciphers[id] = new ThreadLocal<AesGcm>(() => new AesGcm(material, TagLength), trackAllValues: true);
+            var local = new ThreadLocal<AesGcm>(() => new AesGcm(material, TagLength), trackAllValues: true);
+            lock (_allCiphers)
+            {
+                _allCiphers.Add(local);
+            }
+            ciphers[id] = local;
         }
+        return new KeySet(ciphers, currentKeyId);
     }
+
+    private sealed record KeySet(Dictionary<int, ThreadLocal<AesGcm>> Ciphers, int CurrentId);
 
     public string Seal(AccessTokenClaims claims)
     {
@@ -64,10 +96,11 @@ internal sealed class AccessTokenCodec : IDisposable
             throw new InvalidOperationException("access token would exceed 2048 bytes");
         }
 
+        var keys = _keys;
         Span<byte> raw = rawLength <= 1536 ? stackalloc byte[rawLength] : new byte[rawLength];
         var header = raw[..HeaderLength];
         header[0] = FormatVersion;
-        BinaryPrimitives.WriteInt32BigEndian(header[1..], _currentKeyId);
+        BinaryPrimitives.WriteInt32BigEndian(header[1..], keys.CurrentId);
         var nonce = raw.Slice(HeaderLength, NonceLength);
         RandomNumberGenerator.Fill(nonce);
         var cipherText = raw.Slice(HeaderLength + NonceLength, plainLength);
@@ -82,7 +115,7 @@ internal sealed class AccessTokenCodec : IDisposable
         offset += WriteString(plain[offset..], claims.UserId);
         WriteString(plain[offset..], claims.Scope);
 
-        _ciphers[_currentKeyId].Value!.Encrypt(nonce, plain, cipherText, tag, header);
+        keys.Ciphers[keys.CurrentId].Value!.Encrypt(nonce, plain, cipherText, tag, header);
         return string.Concat(Prefix, Base64Url.EncodeToString(raw));
     }
 
@@ -104,7 +137,7 @@ internal sealed class AccessTokenCodec : IDisposable
         raw = raw[..rawLength];
         var header = raw[..HeaderLength];
         if (header[0] != FormatVersion
-            || !_ciphers.TryGetValue(BinaryPrimitives.ReadInt32BigEndian(header[1..]), out var cipher))
+            || !_keys.Ciphers.TryGetValue(BinaryPrimitives.ReadInt32BigEndian(header[1..]), out var cipher))
         {
             return null;
         }
@@ -149,7 +182,7 @@ internal sealed class AccessTokenCodec : IDisposable
 
     public void Dispose()
     {
-        foreach (var local in _ciphers.Values)
+        foreach (var local in _allCiphers)
         {
             foreach (var aes in local.Values)
             {

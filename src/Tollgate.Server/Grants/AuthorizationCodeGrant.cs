@@ -73,7 +73,10 @@ internal sealed class AuthorizationCodeGrant(ITokenStore store, AccessTokenIssue
         return redemption.Outcome switch
         {
             CodeRedemptionOutcome.Redeemed => issuer.Issue(client.ClientId, code.UserId, code.Scope, redemption.GrantId, refreshToken, echoScope: false),
-            CodeRedemptionOutcome.Replayed => Replayed(),
+            CodeRedemptionOutcome.Replayed => Replayed() with
+            {
+                Audit = new AuditNote(Audit.AuditEvents.CodeReplay, code.UserId, $"authorization code replayed; grant {redemption.GrantId} revoked"),
+            },
             _ => OAuthError.InvalidGrant("code", "The code is unknown, or was issued to another client."),
         };
     }

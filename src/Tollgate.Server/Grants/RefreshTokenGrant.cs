@@ -84,7 +84,11 @@ internal sealed class RefreshTokenGrant(
                 "refresh_token",
                 $"This refresh token was already used and replaced more than {options.RotationGraceSeconds} s ago. Replaying it suggests it was "
                 + "stolen, so its whole token family has been revoked (RFC 9700 §4.14); the user must authorize again. "
-                + "Always keep the refresh token returned last."),
+                + "Always keep the refresh token returned last.") with
+            {
+                Audit = new AuditNote(Audit.AuditEvents.FamilyRevoked, token.UserId,
+                    $"rotated refresh token replayed after the grace window; grant {token.GrantId} revoked"),
+            },
             RotationOutcome.GrantRevoked => GrantRevoked(),
             _ => OAuthError.InvalidGrant("refresh_token", "The refresh token is unknown, or was issued to another client."),
         };

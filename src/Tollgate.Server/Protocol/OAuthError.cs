@@ -12,6 +12,12 @@ internal sealed record OAuthError(string Error, string Description, int Status)
     /// <summary>Send <c>Retry-After</c> (seconds) with a 429 or 503.</summary>
     public int? RetryAfterSeconds { get; init; }
 
+    /// <summary>
+    /// The security event this refusal is (a replayed code, a revoked token family), for the audit trail.
+    /// The endpoint that writes the error records it with the request's time, address and request id.
+    /// </summary>
+    public AuditNote? Audit { get; init; }
+
     public static OAuthError InvalidRequest(string description) => new("invalid_request", description, 400);
 
     public static OAuthError InvalidClient(string description, bool challengeBasic = false) =>
@@ -39,6 +45,16 @@ internal sealed record OAuthError(string Error, string Description, int Status)
     public static OAuthError TemporarilyUnavailable(string description) =>
         new("temporarily_unavailable", description, 503) { RetryAfterSeconds = 1 };
 
+    /// <summary>
+    /// Throttled. RFC 6749 defines no code for 429; <c>slow_down</c> is the token endpoint's "retry later, less often"
+    /// from RFC 8628 §3.5, and clients key on the status and <c>Retry-After</c> anyway (Amazon's SDKs back off on 429).
+    /// </summary>
+    public static OAuthError TooManyRequests(string description, int retryAfterSeconds) =>
+        new("slow_down", description, 429) { RetryAfterSeconds = Math.Max(1, retryAfterSeconds) };
+
     public static OAuthError ServerError() =>
         new("server_error", "The server met an unexpected condition; retry later and quote the request_id if it persists.", 500);
 }
+
+/// <summary>What the audit trail should remember about a refusal: which event, whose, and why (never a token or secret).</summary>
+internal sealed record AuditNote(string Event, string? UserId, string Detail);

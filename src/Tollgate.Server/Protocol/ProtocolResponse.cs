@@ -50,6 +50,8 @@ internal static class ProtocolResponse
 
     public static Task WriteErrorAsync(HttpContext context, OAuthError error)
     {
+        Telemetry.TollgateTelemetry.Errors.Add(1,
+            new KeyValuePair<string, object?>("error", error.Error), new KeyValuePair<string, object?>("status", error.Status));
         if (error.ChallengeBasic)
         {
             context.Response.Headers.WWWAuthenticate = "Basic realm=\"tollgate\", charset=\"UTF-8\"";

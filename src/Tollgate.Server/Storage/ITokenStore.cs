@@ -34,6 +34,12 @@ internal partial interface ITokenStore : IAsyncDisposable
     Task<bool> DeleteProfileAsync(string clientId, CancellationToken ct);
 
     /// <summary>
+    /// Sets the profile's token-request rate limit (per minute; null: the server default; 0: unlimited).
+    /// Durable on return; bumps the profile generation so every node picks it up. False if unknown.
+    /// </summary>
+    Task<bool> SetProfileRateLimitAsync(string clientId, int? perMinute, CancellationToken ct);
+
+    /// <summary>
     /// Adds <paramref name="newSecretHash"/> as a client secret and makes every older secret stop working at
     /// <paramref name="oldSecretsExpireAt"/> (Amazon's overlap: the old secret keeps working for 7 days). Refresh
     /// tokens are unaffected. Durable on return; bumps the profile generation. False if the profile is unknown or public.
@@ -99,5 +105,32 @@ internal partial interface ITokenStore : IAsyncDisposable
     /// The AES-256 keys that seal access tokens, shared by every node. When there are none yet,
     /// <paramref name="candidateKey"/> becomes the first (whoever commits first wins a start-up race).
     /// </summary>
+    /// <remarks>Returns material as stored; the server now uses <see cref="ListAccessTokenKeysAsync"/> through <c>Crypto.KeyRing</c>.</remarks>
     Task<AccessTokenKeys> GetOrCreateAccessTokenKeysAsync(byte[] candidateKey, DateTimeOffset now, CancellationToken ct);
+
+    /// <summary>Every access-token key, oldest first, material as stored (possibly encrypted).</summary>
+    Task<IReadOnlyList<StoredAccessTokenKey>> ListAccessTokenKeysAsync(CancellationToken ct);
+
+    /// <summary>
+    /// Adds a key (its <see cref="StoredAccessTokenKey.Id"/> is ignored) unless some key was created after
+    /// <paramref name="unlessCreatedAfter"/>: so nodes that find rotation due at the same moment add one key, not several.
+    /// Durable on return. True if added.
+    /// </summary>
+    Task<bool> AddAccessTokenKeyAsync(StoredAccessTokenKey key, DateTimeOffset unlessCreatedAfter, CancellationToken ct);
+
+    /// <summary>
+    /// Replaces a key's stored material (re-encryption under another master key) if its protection is still
+    /// <paramref name="expectedProtection"/>. Durable on return. True if replaced.
+    /// </summary>
+    Task<bool> ReplaceAccessTokenKeyMaterialAsync(int id, byte[] material, string? protection, string? expectedProtection, CancellationToken ct);
+
+    /// <summary>Deletes retired keys. Durable on return.</summary>
+    Task<int> DeleteAccessTokenKeysAsync(IReadOnlyList<int> ids, CancellationToken ct);
+
+    // ---- Audit trail ----
+
+    /// <summary>Appends security events in one write (it joins the group commit, so it costs no fsync of its own).</summary>
+    Task AppendAuditEventsAsync(IReadOnlyList<AuditEvent> events, CancellationToken ct);
+
+    Task<IReadOnlyList<AuditRecord>> ListAuditEventsAsync(AuditQuery query, CancellationToken ct);
 }

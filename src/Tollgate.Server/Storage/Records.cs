@@ -35,7 +35,11 @@ internal sealed record Profile(
     RefreshPolicy RefreshPolicy,
     IReadOnlyList<string> ReturnUrls,
     IReadOnlySet<string> RegisteredScopes,
-    IReadOnlyList<ClientSecretHash> Secrets);
+    IReadOnlyList<ClientSecretHash> Secrets)
+{
+    /// <summary>Token requests per minute for this profile: null follows the server's default, 0 is unlimited.</summary>
+    public int? RateLimitPerMinute { get; init; }
+}
 
 internal sealed record NewProfile(
     string ClientId,
@@ -118,6 +122,20 @@ internal sealed record SchemaStatus(int CurrentVersion, int LatestVersion)
     public bool IsCurrent => CurrentVersion == LatestVersion;
 }
 
+/// <summary>
+/// An access-token key as stored: its material, in the clear when <see cref="Protection"/> is null, else
+/// AES-GCM-encrypted under the master key with that id. A key seals new tokens from <see cref="ActivatesAt"/> on.
+/// </summary>
+internal sealed record StoredAccessTokenKey(int Id, byte[] Material, string? Protection, DateTimeOffset CreatedAt, DateTimeOffset ActivatesAt);
+
+/// <summary>A security event to record (see <c>Audit.AuditEvents</c> for the names). Never holds a token or secret.</summary>
+internal sealed record AuditEvent(
+    DateTimeOffset At, string Event, string? ClientId, string? UserId, string? Ip, string? RequestId, string? Detail);
+
+internal sealed record AuditRecord(long Id, AuditEvent Event);
+
+/// <summary>Filters for listing the audit trail; null matches everything. Newest first.</summary>
+internal sealed record AuditQuery(DateTimeOffset? Since, string? ClientId, string? Event, int Limit);
 /// <summary>What <see cref="ITokenStore.PruneAsync"/> may delete: rows that became useless more than <paramref name="Retention"/> before <paramref name="Now"/>.</summary>
 internal sealed record PrunePolicy(DateTimeOffset Now, TimeSpan Retention, int BatchSize)
 {

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using Tollgate.Server;
 using Tollgate.Server.Admin;
+using Tollgate.Server.Audit;
 
 namespace Tollgate.Cli;
 
@@ -53,9 +54,12 @@ internal static class AdminCommands
         delete.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(deleteDb), async store =>
         {
             string id = parsed.GetValue(deleteId)!;
-            return await store.DeleteProfileAsync(id, ct)
-                ? await PrintAsync<string>(id, v => new Dictionary<string, object?> { ["deleted"] = v })
-                : await TollgateCli.FailAsync(TollgateCli.Failure, $"no security profile has client id {id}");
+            if (!await store.DeleteProfileAsync(id, ct))
+            {
+                return await TollgateCli.FailAsync(TollgateCli.Failure, $"no security profile has client id {id}");
+            }
+            await OpsCommands.AuditAsync(store, AuditEvents.ProfileDeleted, id, "deleted with tollgate profile delete; every grant and token invalidated", ct);
+            return await PrintAsync<string>(id, v => new Dictionary<string, object?> { ["deleted"] = v });
         }));
 
         var rotateId = new Option<string>("--client-id") { Description = "The profile whose secret to rotate", Required = true };
@@ -74,6 +78,11 @@ internal static class AdminCommands
         {
             var result = await SecurityProfiles.RotateSecretAsync(store, parsed.GetValue(rotateId)!, parsed.GetValue(rotateSecret),
                 TimeSpan.FromDays(parsed.GetValue(overlapDays)), TimeProvider.System, ct);
+            if (result.Problem is null)
+            {
+                await OpsCommands.AuditAsync(store, AuditEvents.SecretRotated, result.Value!.ClientId,
+                    $"client secret rotated with tollgate profile rotate-secret; old secret works until {result.Value.OldSecretsExpireAt:o}", ct);
+            }
             return await PrintAsync(result, r => new Dictionary<string, object?>
             {
                 ["client_id"] = r.ClientId,
@@ -85,7 +94,7 @@ internal static class AdminCommands
         return new Command("profile", "Manage security profiles (clients)")
         {
             create, delete, rotate, ProfileCommands.List(), ProfileCommands.Show(), ProfileCommands.AddReturnUrl(),
-            ProfileCommands.RemoveReturnUrl(), ProfileCommands.Activity(),
+            ProfileCommands.RemoveReturnUrl(), ProfileCommands.Activity(), OpsCommands.SetRateLimit(),
         };
     }
 
@@ -188,7 +197,7 @@ internal static class AdminCommands
         });
 
     /// <summary>A minted code gets the lifetime the server is configured with (tollgate.json, Tollgate__* env).</summary>
-    private static TollgateOptions ServerOptions() => TollgateOptions.Load(
+    internal static TollgateOptions ServerOptions() => TollgateOptions.Load(
         new Microsoft.Extensions.Configuration.ConfigurationBuilder().AddTollgateSources().Build());
 
     /// <summary>The password is the whole of stdin, less one trailing newline, so <c>echo pw | tollgate user create</c> works.</summary>

@@ -1,3 +1,4 @@
+using Tollgate.Server;
 using Tollgate.Server.Storage;
 
 namespace Tollgate.Cli;
@@ -24,6 +25,10 @@ internal static class StoreScope
                 or Server.Storage.Sqlite.StoreSchemaException)
             {
                 return await TollgateCli.FailAsync(TollgateCli.Failure, $"store {StoreLocation.Describe(location)}: {e.Message}");
+            }
+            catch (TollgateConfigurationException e)
+            {
+                return await TollgateCli.FailAsync(TollgateCli.Failure, $"invalid configuration: {e.Message}");
             }
         }
     }

@@ -16,6 +16,8 @@ internal static class TollgateCli
         root.Add(AdminCommands.User());
         root.Add(AdminCommands.Code());
         root.Add(AdminCommands.Db());
+        root.Add(OpsCommands.Audit());
+        root.Add(OpsCommands.Keys());
         foreach (var command in ClientCommands.Create())
         {
             root.Add(command);

@@ -64,6 +64,8 @@ internal sealed record CommandResult(int ExitCode, string Stdout, string Stderr)
 internal sealed class ServerProcess : IAsyncDisposable
 {
     private readonly Process _process;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _output = new();
+
     private ServerProcess(Process process, Uri baseAddress)
     {
         _process = process;
@@ -72,6 +74,9 @@ internal sealed class ServerProcess : IAsyncDisposable
     }
 
     public Uri BaseAddress { get; }
+
+    /// <summary>Every line the server wrote to stdout after it started listening (its console log).</summary>
+    public IReadOnlyCollection<string> Output => _output;
 
     public HttpClient Http { get; }
 
@@ -91,9 +96,16 @@ internal sealed class ServerProcess : IAsyncDisposable
             const string marker = "tollgate: listening on ";
             if (line.StartsWith(marker, StringComparison.Ordinal))
             {
-                // Keep draining stdout so the child never blocks on a full pipe.
-                _ = process.StandardOutput.ReadToEndAsync(CancellationToken.None);
-                return new ServerProcess(process, new Uri(line[marker.Length..].Split(' ')[0]));
+                // Keep draining stdout so the child never blocks on a full pipe; tests read the log lines.
+                var server = new ServerProcess(process, new Uri(line[marker.Length..].Split(' ')[0]));
+                _ = Task.Run(async () =>
+                {
+                    while (await process.StandardOutput.ReadLineAsync(CancellationToken.None) is { } next)
+                    {
+                        server._output.Enqueue(next);
+                    }
+                });
+                return server;
             }
         }
     }

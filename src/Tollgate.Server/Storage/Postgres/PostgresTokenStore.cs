@@ -153,7 +153,8 @@ internal sealed partial class PostgresTokenStore : ITokenStore
                    ARRAY(SELECT url FROM profile_return_urls WHERE profile_id = p.id ORDER BY url),
                    ARRAY(SELECT scope FROM profile_scopes WHERE profile_id = p.id ORDER BY scope),
                    ARRAY(SELECT secret_hash FROM client_secrets WHERE profile_id = p.id ORDER BY id),
-                   ARRAY(SELECT expires_at FROM client_secrets WHERE profile_id = p.id ORDER BY id)
+                   ARRAY(SELECT expires_at FROM client_secrets WHERE profile_id = p.id ORDER BY id),
+                   p.rate_limit_per_minute
             FROM profiles p WHERE p.client_id = @client_id
             """, ("client_id", clientId));
         await using var reader = await command.ExecuteReaderAsync(ct);
@@ -174,7 +175,10 @@ internal sealed partial class PostgresTokenStore : ITokenStore
             RefreshPolicy: RefreshPolicyNames.Parse(reader.GetString(5)) ?? RefreshPolicy.Reuse,
             ReturnUrls: reader.GetFieldValue<string[]>(6),
             RegisteredScopes: new HashSet<string>(reader.GetFieldValue<string[]>(7), StringComparer.Ordinal),
-            Secrets: secrets);
+            Secrets: secrets)
+        {
+            RateLimitPerMinute = reader.IsDBNull(10) ? null : reader.GetInt32(10),
+        };
     }, ct);
 
     public Task<long> GetProfileGenerationAsync(CancellationToken ct) => ReadAsync(async c =>
@@ -216,6 +220,17 @@ internal sealed partial class PostgresTokenStore : ITokenStore
             await BumpProfileGenerationAsync(c, t, ct);
         }
         return deleted > 0;
+    }, ct);
+
+    public Task<bool> SetProfileRateLimitAsync(string clientId, int? perMinute, CancellationToken ct) => WriteAsync(async (c, t, _) =>
+    {
+        int updated = await ExecuteAsync(c, t, ct, "UPDATE profiles SET rate_limit_per_minute = @r WHERE client_id = @c",
+            ("r", perMinute), ("c", clientId));
+        if (updated > 0)
+        {
+            await BumpProfileGenerationAsync(c, t, ct);
+        }
+        return updated > 0;
     }, ct);
 
     public Task<bool> RotateClientSecretAsync(
@@ -605,6 +620,82 @@ internal sealed partial class PostgresTokenStore : ITokenStore
             }
             return new AccessTokenKeys(keys, current);
         }, ct);
+
+    public Task<IReadOnlyList<StoredAccessTokenKey>> ListAccessTokenKeysAsync(CancellationToken ct) => ReadAsync(async c =>
+    {
+        var keys = new List<StoredAccessTokenKey>();
+        await using var command = Sql(c, null,
+            "SELECT id, material, protection, created_at, COALESCE(activates_at, created_at) FROM access_token_keys ORDER BY id");
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            keys.Add(new StoredAccessTokenKey(
+                reader.GetInt32(0), reader.GetFieldValue<byte[]>(1), reader.IsDBNull(2) ? null : reader.GetString(2),
+                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(3)), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4))));
+        }
+        return (IReadOnlyList<StoredAccessTokenKey>)keys;
+    }, ct);
+
+    public Task<bool> AddAccessTokenKeyAsync(StoredAccessTokenKey key, DateTimeOffset unlessCreatedAfter, CancellationToken ct) =>
+        WriteAsync(async (c, t, _) =>
+        {
+            // Nodes that find rotation due at once take turns, so the condition below sees the other's key.
+            await ExecuteAsync(c, t, ct, "SELECT pg_advisory_xact_lock(@k)", ("k", KeysLockKey));
+            return await ExecuteAsync(c, t, ct, """
+                INSERT INTO access_token_keys (material, protection, created_at, activates_at)
+                SELECT @m, @p, @c, @a WHERE NOT EXISTS (SELECT 1 FROM access_token_keys WHERE created_at > @after)
+                """, ("m", key.Material), ("p", key.Protection), ("c", key.CreatedAt.ToUnixTimeMilliseconds()),
+                ("a", key.ActivatesAt.ToUnixTimeMilliseconds()), ("after", unlessCreatedAfter.ToUnixTimeMilliseconds())) > 0;
+        }, ct);
+
+    public Task<bool> ReplaceAccessTokenKeyMaterialAsync(int id, byte[] material, string? protection, string? expectedProtection, CancellationToken ct) =>
+        WriteAsync(async (c, t, _) => await ExecuteAsync(c, t, ct,
+            "UPDATE access_token_keys SET material = @m, protection = @p WHERE id = @id AND protection IS NOT DISTINCT FROM @expected",
+            ("m", material), ("p", protection), ("id", id), ("expected", expectedProtection)) > 0, ct);
+
+    public Task<int> DeleteAccessTokenKeysAsync(IReadOnlyList<int> ids, CancellationToken ct) =>
+        WriteAsync(async (c, t, _) => await ExecuteAsync(c, t, ct, "DELETE FROM access_token_keys WHERE id = ANY(@ids)", ("ids", ids.ToArray())), ct);
+
+    // ---- Audit trail ----
+
+    public Task AppendAuditEventsAsync(IReadOnlyList<AuditEvent> events, CancellationToken ct) => WriteAsync(async (c, t, _) =>
+    {
+        await using var batch = new NpgsqlBatch(c, t);
+        foreach (var e in events)
+        {
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("""
+                INSERT INTO audit_events (at, event, client_id, user_id, ip, request_id, detail) VALUES (@at, @event, @client, @user, @ip, @request, @detail)
+                """)
+            {
+                Parameters =
+                {
+                    new("at", e.At.ToUnixTimeMilliseconds()), new("event", e.Event), new("client", (object?)e.ClientId ?? DBNull.Value),
+                    new("user", (object?)e.UserId ?? DBNull.Value), new("ip", (object?)e.Ip ?? DBNull.Value),
+                    new("request", (object?)e.RequestId ?? DBNull.Value), new("detail", (object?)e.Detail ?? DBNull.Value),
+                },
+            });
+        }
+        return events.Count == 0 ? 0 : await batch.ExecuteNonQueryAsync(ct);
+    }, ct);
+
+    public Task<IReadOnlyList<AuditRecord>> ListAuditEventsAsync(AuditQuery query, CancellationToken ct) => ReadAsync(async c =>
+    {
+        var records = new List<AuditRecord>();
+        await using var command = Sql(c, null, """
+            SELECT id, at, event, client_id, user_id, ip, request_id, detail FROM audit_events
+            WHERE (@since::bigint IS NULL OR at >= @since::bigint) AND (@client::text IS NULL OR client_id = @client::text)
+              AND (@event::text IS NULL OR event = @event::text)
+            ORDER BY at DESC, id DESC LIMIT @limit
+            """, ("since", query.Since?.ToUnixTimeMilliseconds()), ("client", query.ClientId), ("event", query.Event), ("limit", query.Limit));
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            string? Text(int i) => reader.IsDBNull(i) ? null : reader.GetString(i);
+            records.Add(new AuditRecord(reader.GetInt64(0), new AuditEvent(
+                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(1)), reader.GetString(2), Text(3), Text(4), Text(5), Text(6), Text(7))));
+        }
+        return (IReadOnlyList<AuditRecord>)records;
+    }, ct);
 
     public async ValueTask DisposeAsync()
     {

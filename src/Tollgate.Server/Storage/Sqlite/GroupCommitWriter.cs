@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using Tollgate.Server.Telemetry;
 
 namespace Tollgate.Server.Storage.Sqlite;
 
@@ -175,6 +176,7 @@ internal sealed class GroupCommitWriter : IAsyncDisposable
 
     private void CommitBatch(List<WriteOperation> batch)
     {
+        long started = Stopwatch.GetTimestamp();
         try
         {
             _session.Execute("BEGIN IMMEDIATE");
@@ -189,6 +191,7 @@ internal sealed class GroupCommitWriter : IAsyncDisposable
             // BEGIN, COMMIT or a savepoint failed (disk full, read-only file, lock timeout): nothing of
             // this batch is durable, so every write in it fails and its callers answer with an error.
             TryRollback();
+            TollgateTelemetry.CommitFailures.Add(1);
             foreach (var operation in batch)
             {
                 operation.Fail(e);
@@ -198,6 +201,8 @@ internal sealed class GroupCommitWriter : IAsyncDisposable
 
         Interlocked.Increment(ref _commits);
         Interlocked.Add(ref _writes, batch.Count);
+        TollgateTelemetry.CommitBatchSize.Record(batch.Count);
+        TollgateTelemetry.CommitDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
         // Only now, with the batch durable, may anyone answer a client.
         foreach (var operation in batch)
         {

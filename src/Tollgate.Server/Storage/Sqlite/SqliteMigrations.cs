@@ -176,6 +176,28 @@ internal static class SqliteMigrations
             PRIMARY KEY (profile_id, hour)
         ) WITHOUT ROWID;
         """,
+
+        // v4: hardening and operations. Per-profile rate limits; access-token keys that are encrypted under a
+        // master key (protection = its id; NULL: in the clear) and that seal tokens only from activates_at on
+        // (NULL: from created_at), so a rotated key reaches every node before any node uses it; the audit trail.
+        """
+        ALTER TABLE profiles ADD COLUMN rate_limit_per_minute INTEGER;
+        ALTER TABLE access_token_keys ADD COLUMN protection TEXT;
+        ALTER TABLE access_token_keys ADD COLUMN activates_at INTEGER;
+
+        CREATE TABLE audit_events (
+            id         INTEGER PRIMARY KEY,
+            at         INTEGER NOT NULL,
+            event      TEXT NOT NULL,
+            client_id  TEXT,
+            user_id    TEXT,
+            ip         TEXT,
+            request_id TEXT,
+            detail     TEXT
+        );
+        CREATE INDEX audit_events_by_time ON audit_events (at);
+        CREATE INDEX audit_events_by_client ON audit_events (client_id, at);
+        """,
     ];
 
     public static int LatestVersion => Steps.Count;

@@ -65,7 +65,7 @@ internal sealed partial class SqliteTokenStore : ITokenStore
     {
         // One statement, so the profile and its lists come from one consistent snapshot.
         using var reader = s.Command("""
-            SELECT p.id, p.client_id, p.app_id, p.name, p.is_public, p.refresh_policy,
+            SELECT p.id, p.client_id, p.app_id, p.name, p.is_public, p.refresh_policy, p.rate_limit_per_minute,
                    (SELECT json_group_array(url) FROM profile_return_urls WHERE profile_id = p.id),
                    (SELECT json_group_array(scope) FROM profile_scopes WHERE profile_id = p.id),
                    (SELECT json_group_array(json_array(hex(secret_hash), expires_at)) FROM client_secrets WHERE profile_id = p.id)
@@ -76,7 +76,7 @@ internal sealed partial class SqliteTokenStore : ITokenStore
             return null;
         }
         var secrets = new List<ClientSecretHash>();
-        using (var doc = JsonDocument.Parse(reader.GetString(8)))
+        using (var doc = JsonDocument.Parse(reader.GetString(9)))
         {
             foreach (var entry in doc.RootElement.EnumerateArray())
             {
@@ -93,9 +93,12 @@ internal sealed partial class SqliteTokenStore : ITokenStore
             Name: reader.GetString(3),
             IsPublic: reader.GetInt64(4) != 0,
             RefreshPolicy: RefreshPolicyNames.Parse(reader.GetString(5)) ?? RefreshPolicy.Reuse,
-            ReturnUrls: JsonSerializer.Deserialize(reader.GetString(6), StoreJson.Default.StringArray)!,
-            RegisteredScopes: new HashSet<string>(JsonSerializer.Deserialize(reader.GetString(7), StoreJson.Default.StringArray)!, StringComparer.Ordinal),
-            Secrets: secrets);
+            ReturnUrls: JsonSerializer.Deserialize(reader.GetString(7), StoreJson.Default.StringArray)!,
+            RegisteredScopes: new HashSet<string>(JsonSerializer.Deserialize(reader.GetString(8), StoreJson.Default.StringArray)!, StringComparer.Ordinal),
+            Secrets: secrets)
+        {
+            RateLimitPerMinute = reader.IsDBNull(6) ? null : reader.GetInt32(6),
+        };
     }));
 
     public Task<long> GetProfileGenerationAsync(CancellationToken ct) => Task.FromResult(_readers.Read(s =>
@@ -143,6 +146,17 @@ internal sealed partial class SqliteTokenStore : ITokenStore
             BumpProfileGeneration(s);
         }
         return deleted > 0;
+    });
+
+    public Task<bool> SetProfileRateLimitAsync(string clientId, int? perMinute, CancellationToken ct) => _writer.WriteAsync(s =>
+    {
+        int updated = s.Command("UPDATE profiles SET rate_limit_per_minute = $r WHERE client_id = $c")
+            .With("$r", perMinute).With("$c", clientId).ExecuteNonQuery();
+        if (updated > 0)
+        {
+            BumpProfileGeneration(s);
+        }
+        return updated > 0;
     });
 
     public Task<bool> RotateClientSecretAsync(
@@ -397,6 +411,83 @@ internal sealed partial class SqliteTokenStore : ITokenStore
             }
             return new AccessTokenKeys(keys, current);
         });
+
+    public Task<IReadOnlyList<StoredAccessTokenKey>> ListAccessTokenKeysAsync(CancellationToken ct) =>
+        Task.FromResult<IReadOnlyList<StoredAccessTokenKey>>(_readers.Read(ReadKeys));
+
+    private static List<StoredAccessTokenKey> ReadKeys(SqliteSession s)
+    {
+        var keys = new List<StoredAccessTokenKey>();
+        using var reader = s.Command("""
+            SELECT id, material, protection, created_at, COALESCE(activates_at, created_at) FROM access_token_keys ORDER BY id
+            """).ExecuteReader();
+        while (reader.Read())
+        {
+            keys.Add(new StoredAccessTokenKey(
+                reader.GetInt32(0), (byte[])reader.GetValue(1), reader.IsDBNull(2) ? null : reader.GetString(2),
+                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(3)), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4))));
+        }
+        return keys;
+    }
+
+    public Task<bool> AddAccessTokenKeyAsync(StoredAccessTokenKey key, DateTimeOffset unlessCreatedAfter, CancellationToken ct) =>
+        _writer.WriteAsync(s => s.Command("""
+            INSERT INTO access_token_keys (material, protection, created_at, activates_at)
+            SELECT $m, $p, $c, $a WHERE NOT EXISTS (SELECT 1 FROM access_token_keys WHERE created_at > $after)
+            """).With("$m", key.Material).With("$p", key.Protection).With("$c", key.CreatedAt.ToUnixTimeMilliseconds())
+            .With("$a", key.ActivatesAt.ToUnixTimeMilliseconds()).With("$after", unlessCreatedAfter.ToUnixTimeMilliseconds())
+            .ExecuteNonQuery() > 0);
+
+    public Task<bool> ReplaceAccessTokenKeyMaterialAsync(int id, byte[] material, string? protection, string? expectedProtection, CancellationToken ct) =>
+        _writer.WriteAsync(s => s.Command("""
+            UPDATE access_token_keys SET material = $m, protection = $p WHERE id = $id AND protection IS $expected
+            """).With("$m", material).With("$p", protection).With("$id", id).With("$expected", expectedProtection).ExecuteNonQuery() > 0);
+
+    public Task<int> DeleteAccessTokenKeysAsync(IReadOnlyList<int> ids, CancellationToken ct) => _writer.WriteAsync(s =>
+    {
+        int deleted = 0;
+        foreach (int id in ids)
+        {
+            deleted += s.Command("DELETE FROM access_token_keys WHERE id = $id").With("$id", id).ExecuteNonQuery();
+        }
+        return deleted;
+    });
+
+    // ---- Audit trail ----
+
+    public Task AppendAuditEventsAsync(IReadOnlyList<AuditEvent> events, CancellationToken ct) => _writer.WriteAsync(s =>
+    {
+        foreach (var e in events)
+        {
+            s.Command("""
+                INSERT INTO audit_events (at, event, client_id, user_id, ip, request_id, detail)
+                VALUES ($at, $event, $client, $user, $ip, $request, $detail)
+                """).With("$at", e.At.ToUnixTimeMilliseconds()).With("$event", e.Event).With("$client", e.ClientId)
+                .With("$user", e.UserId).With("$ip", e.Ip).With("$request", e.RequestId).With("$detail", e.Detail).ExecuteNonQuery();
+        }
+        return events.Count;
+    });
+
+    public Task<IReadOnlyList<AuditRecord>> ListAuditEventsAsync(AuditQuery query, CancellationToken ct) =>
+        Task.FromResult<IReadOnlyList<AuditRecord>>(_readers.Read(s =>
+        {
+            var records = new List<AuditRecord>();
+            using var reader = s.Command("""
+                SELECT id, at, event, client_id, user_id, ip, request_id, detail FROM audit_events
+                WHERE ($since IS NULL OR at >= $since) AND ($client IS NULL OR client_id = $client) AND ($event IS NULL OR event = $event)
+                ORDER BY at DESC, id DESC LIMIT $limit
+                """).With("$since", query.Since?.ToUnixTimeMilliseconds()).With("$client", query.ClientId)
+                .With("$event", query.Event).With("$limit", query.Limit).ExecuteReader();
+            while (reader.Read())
+            {
+                records.Add(new AuditRecord(reader.GetInt64(0), new AuditEvent(
+                    DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(1)), reader.GetString(2),
+                    NullableString(reader, 3), NullableString(reader, 4), NullableString(reader, 5), NullableString(reader, 6), NullableString(reader, 7))));
+            }
+            return records;
+        }));
+
+    private static string? NullableString(SqliteDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
 
     public async ValueTask DisposeAsync()
     {
