@@ -168,7 +168,14 @@ public sealed class CliTests : IDisposable
                 }
             }
         })).ToArray();
-        await Task.Delay(1000 + Random.Shared.Next(1000));
+        // Kill once enough refreshes were answered for the test to mean something (a loaded machine gets there
+        // slowly), then at a moment nobody chose.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
+        while (chains.Sum(c => c.Count - 1) < Clients * 5 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+        await Task.Delay(Random.Shared.Next(1000));
         server.KillHard();
         await stop.CancelAsync();
         await Task.WhenAll(workers);

@@ -188,7 +188,7 @@ internal sealed class TollgateHost : IAsyncDisposable
 
     /// <summary>
     /// Every row of every table, in a stable order: equal snapshots mean the request changed nothing. The audit trail
-    /// is left out unless asked for: it records attempts (and is written in the background), it is not state a request changes.
+    /// and the console's activity counts are left out unless asked for: they record attempts (and are written in the background), not state a request changes.
     /// </summary>
     public string Snapshot(bool includeAudit = false) => Kind == StoreKind.Sqlite ? SnapshotSqlite(includeAudit) : SnapshotPostgres(includeAudit);
 
@@ -214,7 +214,9 @@ internal sealed class TollgateHost : IAsyncDisposable
             using var reader = list.ExecuteReader();
             while (reader.Read())
             {
-                if (includeAudit || reader.GetString(0) != "audit_events")
+                // Records of attempts, written in the background (audit trail, the console's activity counts),
+                // are not state a request changes.
+                if (includeAudit || reader.GetString(0) is not ("audit_events" or "token_activity"))
                 {
                     tables.Add(reader.GetString(0));
                 }
