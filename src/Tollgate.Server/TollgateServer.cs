@@ -235,6 +235,13 @@ internal static class TollgateServer
             http.Response.Headers.Connection = "close";
             await ProtocolResponse.WriteErrorAsync(http, RequestLimits.FromBadRequest(e));
         }
+        catch (InvalidDataException) when (!http.Response.HasStarted)
+        {
+            // ASP.NET Core's form reader refuses keys, values or counts over its limits this way: bad input, not a fault.
+            http.Response.Clear();
+            http.Response.Headers[ProtocolResponse.RequestIdHeader] = http.TraceIdentifier;
+            await ProtocolResponse.WriteErrorAsync(http, OAuthError.InvalidRequest("The form is malformed or exceeds the size limits."));
+        }
         catch (Exception e) when (!http.Response.HasStarted && !http.RequestAborted.IsCancellationRequested)
         {
             var logger = http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Tollgate.Errors");
