@@ -193,7 +193,7 @@ internal sealed class TestDatabase : IAsyncDisposable
             await using var empty = new NpgsqlCommand("""
                 DELETE FROM refresh_tokens; DELETE FROM authorization_codes; DELETE FROM grants;
                 DELETE FROM client_secrets; DELETE FROM profile_scopes; DELETE FROM profile_return_urls; DELETE FROM profiles;
-                DELETE FROM users; DELETE FROM access_token_keys;
+                DELETE FROM users; DELETE FROM access_token_keys; DELETE FROM audit_events;
                 DELETE FROM meta WHERE key <> 'profile_generation'; UPDATE meta SET value = 0;
                 SELECT setval(pg_get_serial_sequence(t, 'id'), 1, false)
                 FROM unnest(ARRAY['access_token_keys', 'profiles', 'client_secrets', 'users', 'grants']) t;
