@@ -16,13 +16,31 @@ namespace Tollgate.Server;
 /// listening connection is down is lost (docs/multi-node.md).
 /// </summary>
 /// <remarks>
+/// The same generation guards a second cache: which grants are active, for tokeninfo, which would
+/// otherwise read the store on every call. Only "active" is cached (a revoked grant never comes back);
+/// revoking a grant bumps the generation, so another node forgets within the same interval, and this
+/// node forgets at once (<see cref="Invalidate"/> is called after the revocation is durable).
+/// A third cache, under the same generation, holds live refresh tokens of <c>reuse</c>-policy clients by
+/// their SHA-256 (never the token itself), so Amazon's common case, the same refresh token presented again
+/// and again, costs no store read. What could make an entry wrong bumps the generation: revoking its grant,
+/// deleting or changing its profile (which also covers a switch from reuse to rotate).
 /// Unknown client ids are not cached: an attacker sending random ids cannot grow memory. The cache is
 /// bounded for the same reason.
 /// </remarks>
 internal sealed class ProfileCache(ITokenStore store, TollgateOptions options, ILogger<ProfileCache> logger) : BackgroundService
 {
     private const int MaxEntries = 100_000;
+    private const int MaxGrantEntries = 200_000;
     private readonly ConcurrentDictionary<string, Profile> _profiles = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<long, bool> _activeGrants = new();
+    private readonly ConcurrentDictionary<TokenKey, RefreshToken> _reusableTokens = new();
+
+    /// <summary>A SHA-256 as four words: a dictionary key that compares by value without a custom comparer.</summary>
+    private readonly record struct TokenKey(ulong A, ulong B, ulong C, ulong D)
+    {
+        public static TokenKey Of(byte[] hash) => new(
+            BitConverter.ToUInt64(hash, 0), BitConverter.ToUInt64(hash, 8), BitConverter.ToUInt64(hash, 16), BitConverter.ToUInt64(hash, 24));
+    }
     private long _generation = -1;
 
     public async ValueTask<Profile?> FindAsync(string clientId, CancellationToken ct)
@@ -41,11 +59,55 @@ internal sealed class ProfileCache(ITokenStore store, TollgateOptions options, I
         return profile;
     }
 
-    /// <summary>Drops everything; called after this process changes a profile itself.</summary>
+    /// <summary>True while the grant exists and is not revoked.</summary>
+    public async ValueTask<bool> IsGrantActiveAsync(long grantId, CancellationToken ct)
+    {
+        if (_activeGrants.ContainsKey(grantId))
+        {
+            return true;
+        }
+        long generationBefore = Volatile.Read(ref _generation);
+        bool active = await store.IsGrantActiveAsync(grantId, ct);
+        // As for profiles: a read that raced with a revocation is not cached.
+        if (active && generationBefore == Volatile.Read(ref _generation))
+        {
+            if (_activeGrants.Count >= MaxGrantEntries)
+            {
+                _activeGrants.Clear(); // bounded memory; the hot grants come back on their next use
+            }
+            _activeGrants[grantId] = true;
+        }
+        return active;
+    }
+
+    /// <summary>A refresh token of a reuse-policy client, by its hash; live ones are cached.</summary>
+    public async ValueTask<RefreshToken?> FindReusableRefreshTokenAsync(byte[] tokenHash, CancellationToken ct)
+    {
+        var key = TokenKey.Of(tokenHash);
+        if (_reusableTokens.TryGetValue(key, out var cached))
+        {
+            return cached;
+        }
+        long generationBefore = Volatile.Read(ref _generation);
+        var token = await store.FindRefreshTokenAsync(tokenHash, ct);
+        if (token is { ConsumedAt: null, GrantRevoked: false } && generationBefore == Volatile.Read(ref _generation))
+        {
+            if (_reusableTokens.Count >= MaxGrantEntries)
+            {
+                _reusableTokens.Clear();
+            }
+            _reusableTokens[key] = token;
+        }
+        return token;
+    }
+
+    /// <summary>Drops everything; called after this process changes a profile or revokes a grant itself.</summary>
     public void Invalidate()
     {
         Interlocked.Increment(ref _generation);
         _profiles.Clear();
+        _activeGrants.Clear();
+        _reusableTokens.Clear();
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)

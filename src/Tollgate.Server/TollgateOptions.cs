@@ -39,6 +39,23 @@ internal sealed class TollgateOptions
     /// <summary>The <c>iss</c> that tokeninfo reports; defaults to the scheme and host the request came to.</summary>
     public string? Issuer { get; set; }
 
+    /// <summary>How long a web session lasts after sign-in (absolute, not sliding).</summary>
+    public int SessionLifetimeMinutes { get; set; } = 12 * 60;
+
+    /// <summary>Failed sign-ins per account within the throttle window before sign-in pauses for that account.</summary>
+    public int SignInMaxFailuresPerAccount { get; set; } = 5;
+
+    /// <summary>Failed sign-ins per client address (IPv6: per /64) within the window before sign-in pauses for it.</summary>
+    public int SignInMaxFailuresPerAddress { get; set; } = 20;
+
+    public int SignInThrottleWindowSeconds { get; set; } = 15 * 60;
+
+    /// <summary>Lifetime of a device code pair; Amazon's is 600 s.</summary>
+    public int DeviceCodeLifetimeSeconds { get; set; } = 600;
+
+    /// <summary>The polling interval devices are told; polling faster is answered with slow_down.</summary>
+    public int DeviceCodePollIntervalSeconds { get; set; } = 5;
+
     /// <summary>Base64 of 32 random bytes that encrypts the keys kept in the store (AES-256-GCM). Unset: keys are stored in the clear.</summary>
     public string? MasterKey { get; set; }
 
@@ -105,6 +122,13 @@ internal sealed class TollgateOptions
 
     public TimeSpan RotationGrace => TimeSpan.FromSeconds(RotationGraceSeconds);
 
+    public TimeSpan SessionLifetime => TimeSpan.FromMinutes(SessionLifetimeMinutes);
+
+    public TimeSpan SignInThrottleWindow => TimeSpan.FromSeconds(SignInThrottleWindowSeconds);
+
+    public TimeSpan DeviceCodeLifetime => TimeSpan.FromSeconds(DeviceCodeLifetimeSeconds);
+
+    public TimeSpan DeviceCodePollInterval => TimeSpan.FromSeconds(DeviceCodePollIntervalSeconds);
     public TimeSpan PruneRetention => TimeSpan.FromSeconds(PruneRetentionSeconds);
 
     /// <summary>Names the first bad setting, so a misconfigured server refuses to start with a clear message.</summary>
@@ -114,6 +138,12 @@ internal sealed class TollgateOptions
         : RotationGraceSeconds is < 0 or > 3600 ? "Tollgate:RotationGraceSeconds must be between 0 and 3600"
         : MaxTokenRequestBytes is < 1024 or > 1024 * 1024 ? "Tollgate:MaxTokenRequestBytes must be between 1024 and 1048576"
         : ProfileCacheRefreshMilliseconds is < 50 or > 60_000 ? "Tollgate:ProfileCacheRefreshMilliseconds must be between 50 and 60000"
+        : SessionLifetimeMinutes is < 1 or > 30 * 24 * 60 ? "Tollgate:SessionLifetimeMinutes must be between 1 and 43200"
+        : SignInMaxFailuresPerAccount is < 1 or > 1000 ? "Tollgate:SignInMaxFailuresPerAccount must be between 1 and 1000"
+        : SignInMaxFailuresPerAddress is < 1 or > 100_000 ? "Tollgate:SignInMaxFailuresPerAddress must be between 1 and 100000"
+        : SignInThrottleWindowSeconds is < 1 or > 86_400 ? "Tollgate:SignInThrottleWindowSeconds must be between 1 and 86400"
+        : DeviceCodeLifetimeSeconds is < 60 or > 3600 ? "Tollgate:DeviceCodeLifetimeSeconds must be between 60 and 3600"
+        : DeviceCodePollIntervalSeconds is < 1 or > 60 ? "Tollgate:DeviceCodePollIntervalSeconds must be between 1 and 60"
         : PruneIntervalSeconds is < 0 or > 86_400 ? "Tollgate:PruneIntervalSeconds must be between 0 (off) and 86400"
         : PruneBatchSize is < 10 or > 100_000 ? "Tollgate:PruneBatchSize must be between 10 and 100000"
         : PruneRetentionSeconds < RotationGraceSeconds || PruneRetentionSeconds > 366 * 86_400

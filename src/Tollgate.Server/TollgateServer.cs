@@ -15,6 +15,7 @@ using Tollgate.Server.Hardening;
 using Tollgate.Server.Protocol;
 using Tollgate.Server.Storage;
 using Tollgate.Server.Telemetry;
+using Tollgate.Server.Web;
 
 namespace Tollgate.Server;
 
@@ -51,6 +52,8 @@ internal static class TollgateServer
         }
 
         ConfigureLogging(builder.Logging, options.Telemetry);
+        // Data Protection warns that its keys are stored unencrypted; that is deliberate (see StoreXmlRepository).
+        builder.Logging.AddFilter("Microsoft.AspNetCore.DataProtection", LogLevel.Error);
         builder.WebHost.ConfigureKestrel(kestrel => RequestLimits.ConfigureKestrel(kestrel, options.Limits));
 
         var services = builder.Services;
@@ -75,6 +78,7 @@ internal static class TollgateServer
         services.AddSingleton<TokenEndpoint>();
         services.AddSingleton<TokenInfoEndpoint>();
         services.AddSingleton<UserProfileEndpoint>();
+        services.AddWebPages(store, time);
         services.AddTollgateRateLimiting(options.RateLimits);
         AddTelemetry(services, options.Telemetry);
 
@@ -166,6 +170,7 @@ internal static class TollgateServer
         {
             app.MapPrometheusScrapingEndpoint(options.Telemetry.MetricsPath);
         }
+        WebPages.MapWebPages(app);
 
         // Wrong methods and unknown paths get the protocol's JSON too, never an empty body.
         app.MapMethods("/auth/o2/token", ["GET", "PUT", "DELETE", "PATCH", "HEAD"], http => MethodNotAllowed(http, "POST"));

@@ -93,6 +93,12 @@ public sealed class PostgresStoreTests
             await hold.ExecuteNonQueryAsync();
 
             Assert.True((await store.PruneAsync(policy, null, CancellationToken.None)).Skipped);
+
+            // Unlock explicitly: closing the connection releases the lock only once the server's backend has
+            // exited, which may be after the next prune asked for it (a flaky test otherwise).
+            await using var release = new NpgsqlCommand("SELECT pg_advisory_unlock(@k)", otherNode);
+            release.Parameters.AddWithValue("k", PostgresTokenStore.PruneLockKey);
+            await release.ExecuteNonQueryAsync();
         }
 
         Assert.False((await store.PruneAsync(policy, null, CancellationToken.None)).Skipped);

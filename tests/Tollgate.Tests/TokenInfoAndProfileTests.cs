@@ -25,6 +25,29 @@ public sealed class TokenInfoAndProfileTests
     }
 
     [Theory, Stores]
+    public async Task Revoking_a_grant_ends_its_cached_access_and_refresh_tokens_at_once(StoreKind store)
+    {
+        // tokeninfo caches "grant active" and reuse-policy refreshes cache the token record; a code replay revokes
+        // the grant, and both must stop working on the very next request, not after the cache refresh interval.
+        await using var host = await TollgateHost.StartAsync(store, o => o.ProfileCacheRefreshMilliseconds = 60_000);
+        var profile = await host.CreateProfileAsync();
+        var user = await host.CreateUserAsync();
+        string code = await host.IssueCodeAsync(profile, user);
+        var first = await host.PostTokenAsync(TollgateHost.WithClient(profile,
+            ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", TollgateHost.ReturnUrl)));
+        Assert.Equal(HttpStatusCode.OK, (await host.TokenInfoAsync(first.AccessToken)).Status);
+        Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(profile, first.RefreshToken)).Status);
+        Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(profile, first.RefreshToken)).Status);
+
+        var replay = await host.PostTokenAsync(TollgateHost.WithClient(profile,
+            ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", TollgateHost.ReturnUrl)));
+
+        replay.AssertError(HttpStatusCode.BadRequest, "invalid_grant");
+        (await host.TokenInfoAsync(first.AccessToken)).AssertError(HttpStatusCode.BadRequest, "invalid_token");
+        (await host.RefreshAsync(profile, first.RefreshToken)).AssertError(HttpStatusCode.BadRequest, "invalid_grant");
+    }
+
+    [Theory, Stores]
     public async Task An_expired_access_token_is_rejected_to_the_second(StoreKind store)
     {
         await using var host = await TollgateHost.StartAsync(store);

@@ -6,4 +6,7 @@ internal readonly record struct AdminResult<T>(T? Value, string? Problem)
     public static implicit operator AdminResult<T>(T value) => new(value, null);
 
     public static AdminResult<T> Refused(string problem) => new(default, problem);
+
+    /// <summary>For values an implicit conversion cannot reach (interfaces).</summary>
+    public static AdminResult<T> From(T value) => new(value, null);
 }

@@ -32,4 +32,8 @@ internal static class Users
             ? new CreatedUser(userId, email, name.Trim())
             : AdminResult<CreatedUser>.Refused($"a user with email {email} already exists");
     }
+
+    /// <summary>Developers may use the developer console; only an administrator (the CLI) makes someone one.</summary>
+    public static async Task<AdminResult<string>> SetDeveloperAsync(ITokenStore store, string email, bool isDeveloper, CancellationToken ct) =>
+        await store.SetDeveloperAsync(email, isDeveloper, ct) ? email : AdminResult<string>.Refused($"no user has email {email}");
 }

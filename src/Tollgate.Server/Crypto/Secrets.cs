@@ -134,6 +134,32 @@ internal static class Secrets
     /// <summary><c>Atzr|</c> + 256 random bits, base64url.</summary>
     public static string NewRefreshToken() => RefreshTokenPrefix + RandomUrlSafe(32);
 
+    /// <summary>A device code (LWA codepair): 256 random bits, base64url; only the device ever sees it.</summary>
+    public static string NewDeviceCode() => RandomUrlSafe(32);
+
+    /// <summary>
+    /// Characters of user codes: consonants only (no vowels, so no words; no 0/O or 1/I to confuse),
+    /// as RFC 8628 §6.1 suggests. Eight of them give 20^8 ≈ 2^34.6 codes, far more than can be tried
+    /// in a code's 10 minutes.
+    /// </summary>
+    public const string UserCodeAlphabet = "BCDFGHJKLMNPQRSTVWXZ";
+
+    public const int UserCodeLength = 8;
+
+    /// <summary>A user code in canonical form (no separator); people see it as XXXX-XXXX.</summary>
+    public static string NewUserCode() => RandomNumberGenerator.GetString(UserCodeAlphabet, UserCodeLength);
+
+    /// <summary>What a person typed, in canonical form: case, spaces and dashes do not matter. Null if it cannot be a user code.</summary>
+    public static string? NormalizeUserCode(string? typed)
+    {
+        if (typed is null || typed.Length > 32)
+        {
+            return null;
+        }
+        var code = new string([.. typed.Where(c => c is not (' ' or '-')).Select(char.ToUpperInvariant)]);
+        return code.Length == UserCodeLength && code.All(c => UserCodeAlphabet.Contains(c, StringComparison.Ordinal)) ? code : null;
+    }
+
     /// <summary>A fresh AES-256 key for sealing access tokens.</summary>
     public static byte[] NewAccessTokenKey() => RandomNumberGenerator.GetBytes(32);
 }

@@ -7,7 +7,7 @@ namespace Tollgate.Server.Endpoints;
 /// Decides whether an access token is good right now, for tokeninfo and the profile endpoint:
 /// authentic (AES-GCM tag), unexpired, its profile still exists, and its grant not revoked.
 /// </summary>
-internal sealed class AccessTokenValidator(AccessTokenCodec codec, ProfileCache profiles, ITokenStore store, TimeProvider time)
+internal sealed class AccessTokenValidator(AccessTokenCodec codec, ProfileCache profiles, TimeProvider time)
 {
     public async ValueTask<(AccessTokenClaims? Claims, Profile? Profile, string? Problem)> ValidateAsync(string token, CancellationToken ct)
     {
@@ -25,7 +25,7 @@ internal sealed class AccessTokenValidator(AccessTokenCodec codec, ProfileCache 
             return (null, null, "The access token's security profile has been deleted.");
         }
         // Client-credentials tokens (grant 0) have no grant to revoke; they live as long as their profile.
-        if (claims.GrantId != 0 && !await store.IsGrantActiveAsync(claims.GrantId, ct))
+        if (claims.GrantId != 0 && !await profiles.IsGrantActiveAsync(claims.GrantId, ct))
         {
             return (null, null, "The access token has been revoked.");
         }

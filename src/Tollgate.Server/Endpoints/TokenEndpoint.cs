@@ -20,6 +20,7 @@ internal sealed class TokenEndpoint(
     ClientRateLimits rateLimits,
     AuditTrail audit,
     TollgateOptions options,
+    TokenActivity tokenActivity,
     ILogger<TokenEndpoint> logger)
 {
     private readonly FrozenDictionary<string, IGrant> _grants = grants.ToFrozenDictionary(g => g.GrantType, StringComparer.Ordinal);
@@ -28,7 +29,8 @@ internal sealed class TokenEndpoint(
     {
         long started = Stopwatch.GetTimestamp();
         using var activity = TollgateTelemetry.Source.StartActivity("token");
-        var (result, grantType) = await ProcessAsync(http, http.RequestAborted);
+        var (result, grantType, clientId) = await ProcessAsync(http, http.RequestAborted);
+        tokenActivity.Record(clientId, issued: result.Tokens is not null);
         string grantTag = TollgateTelemetry.GrantTag(grantType);
         if (result.Tokens is { } tokens)
         {
@@ -66,32 +68,42 @@ internal sealed class TokenEndpoint(
         }
     }
 
-    private async ValueTask<(GrantResult Result, string? GrantType)> ProcessAsync(HttpContext http, CancellationToken ct)
+    /// <summary>
+    /// The answer, the grant type (for metrics) and the client it concerns (for the console's activity
+    /// chart; the claimed one when authentication failed) when they are known.
+    /// </summary>
+    private async ValueTask<(GrantResult Result, string? GrantType, string? ClientId)> ProcessAsync(HttpContext http, CancellationToken ct)
     {
         // 1. A well-formed body of a supported type and size.
         var (request, readError) = await TokenRequestReader.ReadAsync(http.Request, options.MaxTokenRequestBytes, ct);
         if (readError is not null)
         {
-            return (readError, null);
+            return (readError, null, null);
         }
 
         // 2. A grant type we implement.
         if (request!.GrantType is not { } grantType)
         {
             return (OAuthError.InvalidRequest(
-                "The parameter grant_type is missing; use authorization_code, refresh_token or client_credentials."), null);
+                "The parameter grant_type is missing; use authorization_code, refresh_token, client_credentials or device_code."), null, null);
         }
         if (!_grants.TryGetValue(grantType, out var grant))
         {
-            return (OAuthError.UnsupportedGrantType(TokenRequestReader.Printable(grantType)), grantType);
+            return (OAuthError.UnsupportedGrantType(TokenRequestReader.Printable(grantType)), grantType, request.ClientId);
         }
 
         // 3. An address that has not used up its failed-authentication budget (secret guessing), then an
         //    authenticated client (RFC 6749 §3.2.1). Failures are counted and audited.
+        //    LWA's devices poll with their codes alone: the code pair names its client.
         var address = http.Connection.RemoteIpAddress;
         if (rateLimits.CheckFailures(address) is { } throttled)
         {
-            return (throttled, grantType);
+            return (throttled, grantType, request.ClientId);
+        }
+        if (grant is DeviceCodeGrant device && request.ClientId is null && http.Request.Headers.Authorization.Count == 0)
+        {
+            var (deviceResult, deviceClientId) = await device.HandleWithoutClientAsync(request, ct);
+            return (deviceResult, grantType, deviceClientId);
         }
         var (client, authError) = await clientAuthentication.AuthenticateAsync(http, request, ct);
         if (authError is not null)
@@ -101,24 +113,24 @@ internal sealed class TokenEndpoint(
                 rateLimits.RecordFailure(address);
                 audit.Record(http, AuditEvents.ClientAuthenticationFailed, request.ClientId ?? BasicClientId(http), null, authError.Description);
             }
-            return (authError, grantType);
+            return (authError, grantType, request.ClientId);
         }
         http.Items[ClientIdItem] = client!.ClientId;
 
         // 4. A client within its rate limit.
         if (rateLimits.TryAcquire(client) is { } overLimit)
         {
-            return (overLimit, grantType);
+            return (overLimit, grantType, client.ClientId);
         }
 
         // 5. A client allowed this grant type.
         if (!grant.IsAllowedFor(client))
         {
-            return (OAuthError.UnauthorizedClient($"This security profile may not use the {grantType} grant (public clients cannot)."), grantType);
+            return (OAuthError.UnauthorizedClient($"This security profile may not use the {grantType} grant (public clients cannot)."), grantType, client.ClientId);
         }
 
         // 6. The grant's own checks.
-        return (await grant.HandleAsync(request, client, ct), grantType);
+        return (await grant.HandleAsync(request, client, ct), grantType, client.ClientId);
     }
 
     /// <summary>For the audit trail only: who a failed Basic header claimed to be (the secret is never looked at).</summary>

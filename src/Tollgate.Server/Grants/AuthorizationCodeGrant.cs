@@ -5,7 +5,7 @@ using Tollgate.Server.Storage;
 namespace Tollgate.Server.Grants;
 
 /// <summary><c>grant_type=authorization_code</c> (RFC 6749 §4.1.3, PKCE per RFC 7636).</summary>
-internal sealed class AuthorizationCodeGrant(ITokenStore store, AccessTokenIssuer issuer, TimeProvider time) : IGrant
+internal sealed class AuthorizationCodeGrant(ITokenStore store, AccessTokenIssuer issuer, ProfileCache cache, TimeProvider time) : IGrant
 {
     private const int MaxCodeLength = 512;
 
@@ -73,7 +73,7 @@ internal sealed class AuthorizationCodeGrant(ITokenStore store, AccessTokenIssue
         return redemption.Outcome switch
         {
             CodeRedemptionOutcome.Redeemed => issuer.Issue(client.ClientId, code.UserId, code.Scope, redemption.GrantId, refreshToken, echoScope: false),
-            CodeRedemptionOutcome.Replayed => CodeReplayed() with
+            CodeRedemptionOutcome.Replayed => Replayed() with
             {
                 Audit = new AuditNote(Audit.AuditEvents.CodeReplay, code.UserId, $"authorization code replayed; grant {redemption.GrantId} revoked"),
             },
@@ -101,6 +101,12 @@ internal sealed class AuthorizationCodeGrant(ITokenStore store, AccessTokenIssue
         return Secrets.VerifiesPkce(verifier, code.CodeChallenge, code.CodeChallengeMethod ?? "plain")
             ? null
             : OAuthError.InvalidGrant("code_verifier", "It does not match the code_challenge the code was issued with.");
+    }
+
+    private OAuthError Replayed()
+    {
+        cache.Invalidate();
+        return CodeReplayed();
     }
 
     private static OAuthError CodeReplayed() => OAuthError.InvalidGrant(

@@ -9,7 +9,8 @@ namespace Tollgate.Server.Grants;
 /// (Amazon's: the same token stays valid) or <c>rotate</c> (each use returns a successor, with reuse
 /// detection and a grace window, RFC 9700 §4.14).
 /// </summary>
-internal sealed class RefreshTokenGrant(ITokenStore store, AccessTokenIssuer issuer, TimeProvider time, TollgateOptions options) : IGrant
+internal sealed class RefreshTokenGrant(
+    ITokenStore store, AccessTokenIssuer issuer, ProfileCache cache, TimeProvider time, TollgateOptions options) : IGrant
 {
     public string GrantType => "refresh_token";
 
@@ -29,7 +30,11 @@ internal sealed class RefreshTokenGrant(ITokenStore store, AccessTokenIssuer iss
 
         // 2. It exists and was issued to this client.
         var presentedHash = Secrets.Hash(presented);
-        var token = await store.FindRefreshTokenAsync(presentedHash, ct);
+        // Under reuse the same token comes back again and again: its record is cached (see ProfileCache).
+        // Under rotate each token is used once, and the write below re-reads its state anyway.
+        var token = client.RefreshPolicy == RefreshPolicy.Reuse
+            ? await cache.FindReusableRefreshTokenAsync(presentedHash, ct)
+            : await store.FindRefreshTokenAsync(presentedHash, ct);
         if (token is null || token.ProfileRowId != client.RowId)
         {
             return OAuthError.InvalidGrant("refresh_token", "The refresh token is unknown, or was issued to another client.");
@@ -67,6 +72,10 @@ internal sealed class RefreshTokenGrant(ITokenStore store, AccessTokenIssuer iss
         // 5b. rotate: consume it and store the successor atomically, before anyone sees the successor.
         string successor = Secrets.NewRefreshToken();
         var outcome = await store.RotateRefreshTokenAsync(presentedHash, Secrets.Hash(successor), time.GetUtcNow(), options.RotationGrace, ct);
+        if (outcome == RotationOutcome.ReuseDetected)
+        {
+            cache.Invalidate(); // the grant is revoked (durably, by now): its access tokens must stop working here at once
+        }
         return outcome switch
         {
             RotationOutcome.Rotated or RotationOutcome.ReplayedWithinGrace =>

@@ -11,6 +11,8 @@ internal enum TokenParameter
     RefreshToken,
     Scope,
     CodeVerifier,
+    DeviceCode,
+    UserCode,
 }
 
 /// <summary>
@@ -19,7 +21,7 @@ internal enum TokenParameter
 /// </summary>
 internal sealed class TokenRequest
 {
-    private readonly string?[] _values = new string?[8];
+    private readonly string?[] _values = new string?[10];
     private int _seen;
 
     public string? GrantType => _values[(int)TokenParameter.GrantType];
@@ -37,6 +39,10 @@ internal sealed class TokenRequest
     public string? Scope => _values[(int)TokenParameter.Scope];
 
     public string? CodeVerifier => _values[(int)TokenParameter.CodeVerifier];
+
+    public string? DeviceCode => _values[(int)TokenParameter.DeviceCode];
+
+    public string? UserCode => _values[(int)TokenParameter.UserCode];
 
     /// <summary>
     /// Records a parameter. False when it was already present: RFC 6749 §3.2 forbids repeating one,
@@ -66,6 +72,8 @@ internal sealed class TokenRequest
         _ when name.SequenceEqual("refresh_token"u8) => TokenParameter.RefreshToken,
         _ when name.SequenceEqual("scope"u8) => TokenParameter.Scope,
         _ when name.SequenceEqual("code_verifier"u8) => TokenParameter.CodeVerifier,
+        _ when name.SequenceEqual("device_code"u8) => TokenParameter.DeviceCode,
+        _ when name.SequenceEqual("user_code"u8) => TokenParameter.UserCode,
         _ => null,
     };
 
@@ -78,6 +86,8 @@ internal sealed class TokenRequest
         TokenParameter.ClientSecret => "client_secret",
         TokenParameter.RefreshToken => "refresh_token",
         TokenParameter.Scope => "scope",
+        TokenParameter.DeviceCode => "device_code",
+        TokenParameter.UserCode => "user_code",
         _ => "code_verifier",
     };
 }

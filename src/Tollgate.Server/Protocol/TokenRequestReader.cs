@@ -78,6 +78,11 @@ internal static class TokenRequestReader
         {
             return BodyKind.None;
         }
+        // What nearly every client sends, recognised without parsing (the parser allocates on every request).
+        if (contentType.Equals("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase))
+        {
+            return BodyKind.Form;
+        }
         if (!MediaTypeHeaderValue.TryParse(contentType, out var media))
         {
             error = OAuthError.InvalidRequest($"The Content-Type '{Printable(contentType)}' cannot be parsed; send application/x-www-form-urlencoded.");

@@ -10,7 +10,7 @@ namespace Tollgate.Server.Storage;
 /// Secrets cross this boundary only as SHA-256 hashes (see <c>Crypto.Secrets</c>). Methods that
 /// return once a write is durable say so; a caller may answer a client only after they return.
 /// </remarks>
-internal interface ITokenStore : IAsyncDisposable
+internal partial interface ITokenStore : IAsyncDisposable
 {
     /// <summary>Brings the schema to the current version (idempotent, safe to race).</summary>
     Task<SchemaStatus> MigrateAsync(CancellationToken ct);
@@ -21,7 +21,10 @@ internal interface ITokenStore : IAsyncDisposable
 
     Task<Profile?> FindProfileAsync(string clientId, CancellationToken ct);
 
-    /// <summary>A number that changes whenever any profile changes; caches compare it to know when to drop entries.</summary>
+    /// <summary>
+    /// A number that changes whenever any profile changes or any grant is revoked; caches of profiles and of
+    /// grant status compare it to know when to drop entries.
+    /// </summary>
     Task<long> GetProfileGenerationAsync(CancellationToken ct);
 
     /// <summary>Durable on return. False if the client id is taken.</summary>

@@ -26,16 +26,18 @@ internal static class AdminCommands
         var isPublic = new Option<bool>("--public") { Description = "A public client: no secret, PKCE required, rotate by default" };
         var policy = new Option<string?>("--refresh-policy") { Description = "reuse (default for confidential clients) or rotate (default for public)" };
         policy.AcceptOnlyFromAmong("reuse", "rotate");
+        var owner = new Option<string?>("--owner") { Description = "Email of the developer who manages it in the developer console" };
         var db = TollgateCli.DbOption();
         var create = new Command("create", "Create a security profile; prints {\"client_id\",\"client_secret\",...}")
         {
-            name, returnUrls, scopes, clientId, clientSecret, isPublic, policy, db,
+            name, returnUrls, scopes, clientId, clientSecret, isPublic, policy, owner, db,
         };
         create.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(db), async store =>
         {
             var result = await SecurityProfiles.CreateAsync(store, new ProfileRequest(
                 parsed.GetValue(name)!, parsed.GetValue(returnUrls) ?? [], parsed.GetValue(scopes) ?? [],
-                parsed.GetValue(clientId), parsed.GetValue(clientSecret), parsed.GetValue(isPublic), parsed.GetValue(policy)),
+                parsed.GetValue(clientId), parsed.GetValue(clientSecret), parsed.GetValue(isPublic), parsed.GetValue(policy),
+                parsed.GetValue(owner)),
                 TimeProvider.System, ct);
             return await PrintAsync(result, p => new Dictionary<string, object?>
             {
@@ -89,7 +91,11 @@ internal static class AdminCommands
             });
         }));
 
-        return new Command("profile", "Manage security profiles (clients)") { create, delete, rotate, OpsCommands.SetRateLimit() };
+        return new Command("profile", "Manage security profiles (clients)")
+        {
+            create, delete, rotate, ProfileCommands.List(), ProfileCommands.Show(), ProfileCommands.AddReturnUrl(),
+            ProfileCommands.RemoveReturnUrl(), ProfileCommands.Activity(), OpsCommands.SetRateLimit(),
+        };
     }
 
     public static Command User()
@@ -109,7 +115,10 @@ internal static class AdminCommands
                 ["name"] = u.Name,
             });
         }));
-        return new Command("user", "Manage users") { create };
+        return new Command("user", "Manage users")
+        {
+            create, UserCommands.Developer(grant: true), UserCommands.Developer(grant: false), UserCommands.Apps(), UserCommands.RemoveApp(),
+        };
     }
 
     public static Command Code()
@@ -200,13 +209,14 @@ internal static class AdminCommands
             : input;
     }
 
-    private static async Task<int> PrintAsync<T>(AdminResult<T> result, Func<T, Dictionary<string, object?>> shape)
+    internal static async Task<int> PrintAsync<T>(AdminResult<T> result, Func<T, Dictionary<string, object?>> shape, object? array = null)
     {
         if (result.Problem is not null)
         {
             return await TollgateCli.FailAsync(TollgateCli.Failure, result.Problem);
         }
-        Console.WriteLine(JsonSerializer.Serialize(shape(result.Value!)));
+        // Listing commands print a JSON array instead of one object.
+        Console.WriteLine(array is not null ? JsonSerializer.Serialize(array) : JsonSerializer.Serialize(shape(result.Value!)));
         return TollgateCli.Success;
     }
 }

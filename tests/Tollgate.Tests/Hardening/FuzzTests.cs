@@ -91,10 +91,11 @@ public sealed class FuzzTests : IAsyncLifetime
             // (twice ours, see docs/configuration.md), before any of our code runs, with a bare 4xx.
             Assert.True((int)status is >= 400 and < 500, $"{(int)status} for {request}");
         }
-        else if (request.Path.StartsWith("/ap/oa", StringComparison.Ordinal))
+        else if (!IsApiPath(request.Path))
         {
             // HEAD answers carry no body to check.
-            // The sign-in page answers in HTML or by redirecting; only JSON answers are checked for shape.
+            // The people's pages (/ap/oa, /apps, /console, /device, /) answer in HTML or by redirecting;
+            // only JSON answers are checked for shape.
             if (contentType.StartsWith("application/json", StringComparison.Ordinal) && request.Method != "HEAD")
             {
                 AssertProtocolError(request, status, headers, body);
@@ -117,6 +118,10 @@ public sealed class FuzzTests : IAsyncLifetime
         }
         Assert.True(before == _host.Snapshot(), $"the store changed after {request}");
     }
+
+    /// <summary>The protocol's machine endpoints, which must always answer JSON; every other path is a page or nothing.</summary>
+    private static bool IsApiPath(string path) =>
+        path.StartsWith("/auth/o2/", StringComparison.Ordinal) || path.StartsWith("/user/profile", StringComparison.Ordinal);
 
     private static void AssertProtocolError(FuzzRequest request, HttpStatusCode status, HttpResponseHeaders headers, string body)
     {

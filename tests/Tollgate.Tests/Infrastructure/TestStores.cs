@@ -119,8 +119,9 @@ internal sealed class TestDatabase : IAsyncDisposable
         return database._postgresName is null ? database : new TestDatabase(kind, database.Location, null, database._postgresName, pooled: true);
     }
 
+    /// <summary>Generous timeouts: CI machines run several test processes and builds at once.</summary>
     private static string ConnectionStringFor(string name) =>
-        new NpgsqlConnectionStringBuilder(TestStores.PostgresServer) { Database = name }.ConnectionString;
+        new NpgsqlConnectionStringBuilder(TestStores.PostgresServer) { Database = name, Timeout = 60, CommandTimeout = 120 }.ConnectionString;
 
     public StoreKind Kind { get; }
 
@@ -190,13 +191,22 @@ internal sealed class TestDatabase : IAsyncDisposable
         try
         {
             await using var connection = OpenPostgres();
-            await using var empty = new NpgsqlCommand("""
-                DELETE FROM refresh_tokens; DELETE FROM authorization_codes; DELETE FROM grants;
-                DELETE FROM client_secrets; DELETE FROM profile_scopes; DELETE FROM profile_return_urls; DELETE FROM profiles;
-                DELETE FROM users; DELETE FROM access_token_keys; DELETE FROM audit_events;
+            // Every table but the schema's own bookkeeping, whatever later migrations added (audit, web pages...).
+            var tables = new List<string>();
+            await using (var list = new NpgsqlCommand("""
+                SELECT quote_ident(table_name) FROM information_schema.tables
+                WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' AND table_name NOT IN ('schema_version', 'meta')
+                """, connection))
+            await using (var reader = await list.ExecuteReaderAsync())
+            {
+                while (await reader.ReadAsync())
+                {
+                    tables.Add(reader.GetString(0));
+                }
+            }
+            await using var empty = new NpgsqlCommand($"""
+                TRUNCATE {string.Join(", ", tables)} RESTART IDENTITY CASCADE;
                 DELETE FROM meta WHERE key <> 'profile_generation'; UPDATE meta SET value = 0;
-                SELECT setval(pg_get_serial_sequence(t, 'id'), 1, false)
-                FROM unnest(ARRAY['access_token_keys', 'profiles', 'client_secrets', 'users', 'grants']) t;
                 """, connection);
             await empty.ExecuteNonQueryAsync();
             await using var version = new NpgsqlCommand("SELECT max(version) FROM schema_version", connection);

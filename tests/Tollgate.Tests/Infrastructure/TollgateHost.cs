@@ -24,11 +24,16 @@ internal sealed class TollgateHost : IAsyncDisposable
 {
     public const string ReturnUrl = "https://app.example/callback";
 
-    private readonly WebApplication _app;
+    private static readonly string[] ServerArgs = ["--Logging:LogLevel:Default=Warning", "--Logging:LogLevel:Tollgate.Errors=None"];
 
-    private TollgateHost(WebApplication app, TestDatabase database, ITokenStore store, FakeTimeProvider clock, Uri baseAddress)
+    private readonly Action<TollgateOptions>? _configure;
+    private WebApplication _app;
+
+    private TollgateHost(
+        WebApplication app, TestDatabase database, ITokenStore store, FakeTimeProvider clock, Uri baseAddress, Action<TollgateOptions>? configure)
     {
         _app = app;
+        _configure = configure;
         Database = database;
         Store = store;
         Clock = clock;
@@ -40,7 +45,7 @@ internal sealed class TollgateHost : IAsyncDisposable
 
     public StoreKind Kind => Database.Kind;
 
-    public ITokenStore Store { get; }
+    public ITokenStore Store { get; private set; }
 
     public FakeTimeProvider Clock { get; }
 
@@ -61,30 +66,54 @@ internal sealed class TollgateHost : IAsyncDisposable
         var store = database.OpenStore();
         await store.MigrateAsync(CancellationToken.None);
         var clock = new FakeTimeProvider(new DateTimeOffset(2026, 11, 29, 12, 0, 0, TimeSpan.Zero));
-        var app = await TollgateServer.BuildAsync(
-            ["--Logging:LogLevel:Default=Warning", "--Logging:LogLevel:Tollgate.Errors=None"], store, clock, configure);
+        var app = await TollgateServer.BuildAsync(ServerArgs, store, clock, configure);
         app.Urls.Add("http://127.0.0.1:0");
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new TollgateHost(app, database, store, clock, new Uri(address));
+        return new TollgateHost(app, database, store, clock, new Uri(address), configure);
     }
+
+    /// <summary>
+    /// Stops the server and starts a new one on the same port over the same database, reopened: nothing
+    /// survives in memory (caches, the Data Protection key ring), only what the store kept.
+    /// </summary>
+    public async Task RestartAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+        await Store.DisposeAsync();
+        Store = Database.OpenStore();
+        await Store.MigrateAsync(CancellationToken.None);
+        _app = await TollgateServer.BuildAsync(ServerArgs, Store, Clock, _configure);
+        _app.Urls.Add(BaseAddress.GetLeftPart(UriPartial.Authority));
+        await _app.StartAsync();
+    }
+
+    public T Service<T>() where T : notnull => _app.Services.GetRequiredService<T>();
 
     // ---- Arranging: the same operations the admin CLI performs ----
 
     public async Task<CreatedProfile> CreateProfileAsync(
-        bool isPublic = false, string? refreshPolicy = null, string[]? scopes = null, string? clientId = null, string? clientSecret = null)
+        bool isPublic = false, string? refreshPolicy = null, string[]? scopes = null, string? clientId = null, string? clientSecret = null,
+        string name = "Test app", string? ownerEmail = null)
     {
         var result = await SecurityProfiles.CreateAsync(Store, new ProfileRequest(
-            "Test app", [ReturnUrl], scopes ?? [], clientId, clientSecret, isPublic, refreshPolicy), Clock, CancellationToken.None);
+            name, [ReturnUrl], scopes ?? [], clientId, clientSecret, isPublic, refreshPolicy, ownerEmail), Clock, CancellationToken.None);
         Assert.Null(result.Problem);
         return result.Value!;
     }
 
-    public async Task<CreatedUser> CreateUserAsync(string? email = null)
+    public const string Password = "correct horse battery";
+
+    public async Task<CreatedUser> CreateUserAsync(string? email = null, bool developer = false, string name = "Test User")
     {
         var result = await Users.CreateAsync(
-            Store, email ?? $"user-{Guid.NewGuid():N}@example.com", "Test User", "correct horse battery", Clock, CancellationToken.None);
+            Store, email ?? $"user-{Guid.NewGuid():N}@example.com", name, Password, Clock, CancellationToken.None);
         Assert.Null(result.Problem);
+        if (developer)
+        {
+            Assert.Null((await Users.SetDeveloperAsync(Store, result.Value!.Email, true, CancellationToken.None)).Problem);
+        }
         return result.Value!;
     }
 
@@ -159,7 +188,7 @@ internal sealed class TollgateHost : IAsyncDisposable
 
     /// <summary>
     /// Every row of every table, in a stable order: equal snapshots mean the request changed nothing. The audit trail
-    /// is left out unless asked for: it records attempts (and is written in the background), it is not state a request changes.
+    /// and the console's activity counts are left out unless asked for: they record attempts (and are written in the background), not state a request changes.
     /// </summary>
     public string Snapshot(bool includeAudit = false) => Kind == StoreKind.Sqlite ? SnapshotSqlite(includeAudit) : SnapshotPostgres(includeAudit);
 
@@ -185,7 +214,9 @@ internal sealed class TollgateHost : IAsyncDisposable
             using var reader = list.ExecuteReader();
             while (reader.Read())
             {
-                if (includeAudit || reader.GetString(0) != "audit_events")
+                // Records of attempts, written in the background (audit trail, the console's activity counts),
+                // are not state a request changes.
+                if (includeAudit || reader.GetString(0) is not ("audit_events" or "token_activity"))
                 {
                     tables.Add(reader.GetString(0));
                 }
@@ -195,18 +226,23 @@ internal sealed class TollgateHost : IAsyncDisposable
         foreach (var table in tables)
         {
             using var select = connection.CreateCommand();
-            select.CommandText = $"SELECT * FROM \"{table}\" ORDER BY 1, 2";
+            // Rows sorted here, not in SQL: some tables have a single column.
+            select.CommandText = $"SELECT * FROM \"{table}\"";
             using var reader = select.ExecuteReader();
             dump.Append('[').Append(table).AppendLine("]");
+            var rows = new List<string>();
             while (reader.Read())
             {
+                var row = new StringBuilder();
                 for (int i = 0; i < reader.FieldCount; i++)
                 {
                     var value = reader.GetValue(i);
-                    dump.Append(value is byte[] bytes ? Convert.ToHexString(bytes) : value.ToString()).Append('|');
+                    row.Append(value is byte[] bytes ? Convert.ToHexString(bytes) : value.ToString()).Append('|');
                 }
-                dump.AppendLine();
+                rows.Add(row.ToString());
             }
+            rows.Sort(StringComparer.Ordinal);
+            rows.ForEach(r => dump.AppendLine(r));
         }
         return dump.ToString();
     }

@@ -18,7 +18,7 @@ namespace Tollgate.Server.Storage.Postgres;
 /// a retried write whose first commit may have succeeded before the connection dropped recognises its own
 /// result by the random successor hash it wrote, so a retry never turns a success into a replay.
 /// </remarks>
-internal sealed class PostgresTokenStore : ITokenStore
+internal sealed partial class PostgresTokenStore : ITokenStore
 {
     /// <summary>Advisory lock keys ("tollgate" + n), shared by every node on one database.</summary>
     internal const long PruneLockKey = 0x746F6C6C67617402;
@@ -517,9 +517,18 @@ internal sealed class PostgresTokenStore : ITokenStore
         ExecuteAsync(c, t, ct, "INSERT INTO refresh_tokens (token_hash, grant_id, created_at) VALUES (@h, @g, @t)",
             ("h", tokenHash), ("g", grantId), ("t", at));
 
-    private static Task<int> RevokeGrantAsync(NpgsqlConnection c, NpgsqlTransaction t, long grantId, long at, string reason, CancellationToken ct) =>
-        ExecuteAsync(c, t, ct, "UPDATE grants SET revoked_at = @t, revoked_reason = @r WHERE id = @g AND revoked_at IS NULL",
+    private static async Task<int> RevokeGrantAsync(NpgsqlConnection c, NpgsqlTransaction t, long grantId, long at, string reason, CancellationToken ct)
+    {
+        int revoked = await ExecuteAsync(c, t, ct, "UPDATE grants SET revoked_at = @t, revoked_reason = @r WHERE id = @g AND revoked_at IS NULL",
             ("t", at), ("r", reason), ("g", grantId));
+        if (revoked > 0)
+        {
+            // Every node caches which grants are active and which reuse-policy refresh tokens are live (ProfileCache);
+            // the generation and its NOTIFY tell them all to forget.
+            await BumpProfileGenerationAsync(c, t, ct);
+        }
+        return revoked;
+    }
 
     // ---- Housekeeping ----
 

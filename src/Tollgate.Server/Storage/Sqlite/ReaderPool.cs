@@ -10,12 +10,15 @@ internal sealed class ReaderPool(string connectionString) : IDisposable
 {
     private readonly ConcurrentBag<SqliteSession> _idle = [];
 
-    public T Read<T>(Func<SqliteSession, T> read)
+    public T Read<T>(Func<SqliteSession, T> read) => Read(read, static (session, r) => r(session));
+
+    /// <summary>The same with explicit state, so hot queries pass a static lambda and allocate no closure.</summary>
+    public T Read<TState, T>(TState state, Func<SqliteSession, TState, T> read)
     {
         var session = _idle.TryTake(out var idle) ? idle : new SqliteSession(connectionString);
         try
         {
-            return read(session);
+            return read(session, state);
         }
         finally
         {

@@ -108,7 +108,76 @@ internal static class SqliteMigrations
         CREATE INDEX grants_revoked ON grants (revoked_at) WHERE revoked_at IS NOT NULL;
         """,
 
-        // v3: hardening and operations. Per-profile rate limits; access-token keys that are encrypted under a
+        // v3: the web pages. Sessions, consents, device code pairs, the Data Protection key ring,
+        // sign-in throttling and token activity. Ownership and the developer flag live in tables of
+        // their own so that rows written by older code stay valid without a default to invent.
+        """
+        CREATE TABLE web_sessions (
+            session_hash BLOB PRIMARY KEY,
+            user_id      INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            created_at   INTEGER NOT NULL,
+            expires_at   INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX web_sessions_by_expiry ON web_sessions (expires_at);
+
+        CREATE TABLE developers (
+            user_id INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE
+        );
+
+        CREATE TABLE profile_owners (
+            profile_id INTEGER PRIMARY KEY REFERENCES profiles (id) ON DELETE CASCADE,
+            user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE
+        );
+        CREATE INDEX profile_owners_by_user ON profile_owners (user_id);
+
+        CREATE TABLE consents (
+            user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            profile_id INTEGER NOT NULL REFERENCES profiles (id) ON DELETE CASCADE,
+            scope      TEXT NOT NULL,
+            granted_at INTEGER NOT NULL,
+            PRIMARY KEY (user_id, profile_id)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE device_codes (
+            device_code_hash BLOB PRIMARY KEY,
+            user_code        TEXT NOT NULL UNIQUE,
+            profile_id       INTEGER NOT NULL REFERENCES profiles (id) ON DELETE CASCADE,
+            scope            TEXT NOT NULL,
+            interval_ms      INTEGER NOT NULL,
+            created_at       INTEGER NOT NULL,
+            expires_at       INTEGER NOT NULL,
+            last_polled_at   INTEGER,
+            user_id          INTEGER REFERENCES users (id) ON DELETE CASCADE,
+            decided_at       INTEGER,
+            approved         INTEGER,
+            redeemed_at      INTEGER,
+            grant_id         INTEGER REFERENCES grants (id) ON DELETE CASCADE
+        ) WITHOUT ROWID;
+        CREATE INDEX device_codes_by_expiry ON device_codes (expires_at);
+
+        CREATE TABLE data_protection_keys (
+            id         INTEGER PRIMARY KEY,
+            name       TEXT NOT NULL,
+            xml        TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        );
+
+        CREATE TABLE sign_in_failures (
+            throttle_key TEXT PRIMARY KEY,
+            window_start INTEGER NOT NULL,
+            failures     INTEGER NOT NULL
+        ) WITHOUT ROWID;
+
+        CREATE TABLE token_activity (
+            profile_id INTEGER NOT NULL REFERENCES profiles (id) ON DELETE CASCADE,
+            hour       INTEGER NOT NULL,
+            issued     INTEGER NOT NULL,
+            refused    INTEGER NOT NULL,
+            PRIMARY KEY (profile_id, hour)
+        ) WITHOUT ROWID;
+        """,
+
+        // v4: hardening and operations. Per-profile rate limits; access-token keys that are encrypted under a
         // master key (protection = its id; NULL: in the clear) and that seal tokens only from activates_at on
         // (NULL: from created_at), so a rotated key reaches every node before any node uses it; the audit trail.
         """

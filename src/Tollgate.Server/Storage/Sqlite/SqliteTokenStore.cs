@@ -8,7 +8,7 @@ namespace Tollgate.Server.Storage.Sqlite;
 /// connections; writes go through <see cref="GroupCommitWriter"/>, which also makes every
 /// check-then-write below atomic (one writer, inside BEGIN IMMEDIATE).
 /// </summary>
-internal sealed class SqliteTokenStore : ITokenStore
+internal sealed partial class SqliteTokenStore : ITokenStore
 {
     private readonly string _connectionString;
     private readonly ReaderPool _readers;
@@ -227,7 +227,7 @@ internal sealed class SqliteTokenStore : ITokenStore
         .With("$t", code.CreatedAt.ToUnixTimeMilliseconds()).With("$e", code.ExpiresAt.ToUnixTimeMilliseconds())
         .ExecuteNonQuery());
 
-    public Task<AuthorizationCode?> FindCodeAsync(byte[] codeHash, CancellationToken ct) => Task.FromResult(_readers.Read(s =>
+    public Task<AuthorizationCode?> FindCodeAsync(byte[] codeHash, CancellationToken ct) => Task.FromResult(_readers.Read(codeHash, static (s, codeHash) =>
     {
         using var reader = s.Command("""
             SELECT c.profile_id, u.user_id, c.redirect_uri, c.scope, c.code_challenge, c.code_challenge_method,
@@ -244,8 +244,9 @@ internal sealed class SqliteTokenStore : ITokenStore
     }));
 
     public Task<CodeRedemption> RedeemCodeAsync(byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, CancellationToken ct) =>
-        _writer.WriteAsync(s =>
+        _writer.WriteAsync((codeHash, refreshTokenHash, now), static (s, w) =>
         {
+            var (codeHash, refreshTokenHash, now) = w;
             long at = now.ToUnixTimeMilliseconds();
             using (var reader = s.Command("SELECT redeemed_at IS NOT NULL, grant_id FROM authorization_codes WHERE code_hash = $h")
                 .With("$h", codeHash).ExecuteReader())
@@ -275,7 +276,7 @@ internal sealed class SqliteTokenStore : ITokenStore
 
     // ---- Refresh tokens and grants ----
 
-    public Task<RefreshToken?> FindRefreshTokenAsync(byte[] tokenHash, CancellationToken ct) => Task.FromResult(_readers.Read(s =>
+    public Task<RefreshToken?> FindRefreshTokenAsync(byte[] tokenHash, CancellationToken ct) => Task.FromResult(_readers.Read(tokenHash, static (s, tokenHash) =>
     {
         using var reader = s.Command("""
             SELECT g.id, g.profile_id, u.user_id, g.scope, t.consumed_at, g.revoked_at IS NOT NULL
@@ -294,8 +295,9 @@ internal sealed class SqliteTokenStore : ITokenStore
 
     public Task<RotationOutcome> RotateRefreshTokenAsync(
         byte[] presentedHash, byte[] successorHash, DateTimeOffset now, TimeSpan graceWindow, CancellationToken ct) =>
-        _writer.WriteAsync(s =>
+        _writer.WriteAsync((presentedHash, successorHash, now, graceWindow), static (s, w) =>
         {
+            var (presentedHash, successorHash, now, graceWindow) = w;
             long at = now.ToUnixTimeMilliseconds();
             long grantId;
             long? consumedAt;
@@ -334,16 +336,23 @@ internal sealed class SqliteTokenStore : ITokenStore
             return RotationOutcome.ReuseDetected;
         });
 
-    public Task<bool> IsGrantActiveAsync(long grantId, CancellationToken ct) => Task.FromResult(_readers.Read(s =>
+    public Task<bool> IsGrantActiveAsync(long grantId, CancellationToken ct) => Task.FromResult(_readers.Read(grantId, static (s, grantId) =>
         s.Command("SELECT 1 FROM grants WHERE id = $g AND revoked_at IS NULL").With("$g", grantId).ExecuteScalar() is not null));
 
     private static void InsertRefreshToken(SqliteSession s, byte[] tokenHash, long grantId, long at) =>
         s.Command("INSERT INTO refresh_tokens (token_hash, grant_id, created_at) VALUES ($h, $g, $t)")
             .With("$h", tokenHash).With("$g", grantId).With("$t", at).ExecuteNonQuery();
 
-    private static void RevokeGrant(SqliteSession s, long grantId, long at, string reason) =>
-        s.Command("UPDATE grants SET revoked_at = $t, revoked_reason = $r WHERE id = $g AND revoked_at IS NULL")
+    private static void RevokeGrant(SqliteSession s, long grantId, long at, string reason)
+    {
+        int revoked = s.Command("UPDATE grants SET revoked_at = $t, revoked_reason = $r WHERE id = $g AND revoked_at IS NULL")
             .With("$t", at).With("$r", reason).With("$g", grantId).ExecuteNonQuery();
+        if (revoked > 0)
+        {
+            // Nodes cache which grants are active (tokeninfo); the generation tells them to forget.
+            BumpProfileGeneration(s);
+        }
+    }
 
     // ---- Housekeeping ----
 

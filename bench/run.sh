@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Tollgate's benchmark: builds Release, starts a ceiling server and `tollgate serve` on a fresh SQLite
+# database (full sync, as in production), seeds it, runs every scenario of the performance issue with
+# one load tool, and prints a table with each result's ratio to the ceiling measured in the same run.
+#
+#   bench/run.sh [--smoke] [-d SECONDS] [--conc "1 4 16 64 256"] [--sizes "0 10000 100000 1000000"]
+#                [--soak SECONDS] [--out DIR]
+#
+#   --smoke   a short run that only proves everything works (CI runs it; its numbers mean nothing)
+#   --soak    after the table, refresh at 16 connections for SECONDS and report RSS over that time
+#   --out     where results.tsv, rss.tsv and the logs go (default: a new directory under /tmp)
+#
+# Scenarios (16 connections unless said otherwise): refresh under the reuse and the rotate policy,
+# client_credentials, authorization_code exchange, tokeninfo; reuse and rotate from 1 to 256
+# connections; reuse, rotate and tokeninfo as the store grows to 1,000,000 live refresh tokens and
+# 1,000 security profiles; the server's RSS sampled every second throughout.
+# Everything binds to 127.0.0.1 on ports the OS picks; every process started here is stopped on exit.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+
+smoke=0; dur=10; conc_list="1 4 16 64 256"; sizes="0 10000 100000 1000000"; soak=0; out=""
+while [ $# -gt 0 ]; do case "$1" in
+  --smoke) smoke=1; shift;;
+  -d) dur=$2; shift 2;;
+  --conc) conc_list=$2; shift 2;;
+  --sizes) sizes=$2; shift 2;;
+  --soak) soak=$2; shift 2;;
+  --out) out=$2; shift 2;;
+  *) echo "unknown argument $1 (see the header of $0)" >&2; exit 2;; esac; done
+if [ $smoke = 1 ]; then dur=1; conc_list="1 8"; sizes="0 2000"; soak=0; fi
+warmup=$(awk -v d="$dur" 'BEGIN { w = d / 5; if (w > 2) w = 2; printf "%.1f", w }')
+out=${out:-$(mktemp -d /tmp/tollgate-bench.XXXXXX)}
+mkdir -p "$out"
+results="$out/results.tsv"; rss="$out/rss.tsv"
+printf 'group\tscenario\tsystem\tconc\tstore\trps\tp50_ms\tp99_ms\terrors\n' >"$results"
+group=grants
+: >"$rss"
+
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+# ---- build (Release, one invocation for all five projects) ----
+echo "building Release ..." >&2
+if ! dotnet build -c Release "$repo/bench/bench.slnf" >"$out/build.log" 2>&1; then cat "$out/build.log" >&2; exit 1; fi
+rel=bin/Release/net10.0
+tollgate=("dotnet" "$repo/src/Tollgate/$rel/tollgate.dll")
+load=("dotnet" "$repo/bench/Tollgate.LoadTool/$rel/tollgate-load.dll")
+seeder=("dotnet" "$repo/bench/Tollgate.Benchmarks/$rel/Tollgate.Benchmarks.dll")
+ceiling=("dotnet" "$repo/bench/ceiling/$rel/Ceiling.dll")
+
+# Starts "$@" in the background, waits for its "listening on URL" line, sets $url and $pid.
+start() {
+  local log=$1; shift
+  "$@" >"$log" 2>&1 & pid=$!; pids+=("$pid")
+  for _ in $(seq 1 300); do
+    url=$(sed -nE 's/.*listening on (http:[^ ]+).*/\1/p' "$log" | head -1)
+    [ -n "$url" ] && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "no 'listening on' line in $log" >&2; return 1
+}
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# RSS of the server, one sample a second, tagged with the phase running at the time.
+phase=idle
+sample_rss() {
+  local p=$1 t0; t0=$(date +%s)
+  while kill -0 "$p" 2>/dev/null; do
+    printf '%s\t%s\t%s\n' "$(( $(date +%s) - t0 ))" "$(awk '/VmRSS/ { print $2 }' /proc/"$p"/status 2>/dev/null)" "$(cat "$out/phase" 2>/dev/null)" >>"$rss"
+    sleep 1
+  done
+}
+set_phase() { echo "$1" >"$out/phase"; }
+
+# measure SCENARIO SYSTEM CONC STORE URL load-args... : one closed-loop run, appended to results.tsv.
+measure() {
+  local scenario=$1 system=$2 conc=$3 store=$4 target=$5; shift 5
+  set_phase "$scenario c=$conc store=$store"
+  local line
+  line=$("${load[@]}" "$target" "$@" -c "$conc" -d "$dur" --warmup "$warmup" | tr '\n' ' ')
+  local rps p50 p99 errs
+  rps=$(sed -nE 's/.*rps=([0-9]+).*/\1/p' <<<"$line"); p50=$(sed -nE 's/.*p50_ms=([0-9.naN]+).*/\1/p' <<<"$line")
+  p99=$(sed -nE 's/.*p99_ms=([0-9.naN]+).*/\1/p' <<<"$line"); errs=$(sed -nE 's/.*errors=([0-9]+).*/\1/p' <<<"$line")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$group" "$scenario" "$system" "$conc" "$store" "${rps:-0}" "${p50:-nan}" "${p99:-nan}" "${errs:-0}" >>"$results"
+  printf '  %-18s %-8s c=%-4s store=%-8s %s\n' "$scenario" "$system" "$conc" "$store" "$line" >&2
+  case "$line" in *first_error*) echo "    ^ errors: see the line above" >&2;; esac
+}
+
+secret=c007c411c9657dde807a11a96a3cfd8a2972f9599ac28de241675832f63cac05
+reuse_id=amzn1.application-oa2-client.00000000000000000000000000be4c01
+rotate_id=amzn1.application-oa2-client.00000000000000000000000000be4c02
+max_conc=$(tr ' ' '\n' <<<"$conc_list 16" | sort -n | tail -1)
+
+# Workload helpers: each takes SYSTEM CONC STORE URL.
+run_reuse() { measure reuse "$1" "$2" "$3" "$4" --mode refresh --client-id $reuse_id --client-secret $secret \
+  --seed-file "$seeds/reuse-tokens.txt"; }
+run_rotate() { measure rotate "$1" "$2" "$3" "$4" --mode refresh --client-id $rotate_id --client-secret $secret \
+  --seed-file "$seeds/rotate-tokens.txt" --dump-tokens "$seeds/rotate-tokens.txt"; }
+run_cc() { measure client_credentials "$1" "$2" "$3" "$4" --mode client_credentials --client-id $reuse_id --client-secret $secret \
+  --scope videocentral::reporting; }
+run_code() {
+  # Fresh one-use codes, minted just before the run (they expire after 5 minutes, as the server's do).
+  "${seeder[@]}" codes --db "$db" --client-id $reuse_id --count $(( (dur + 3) * 8000 )) --out "$seeds/codes.txt" >/dev/null
+  measure code_exchange "$1" "$2" "$3" "$4" --mode code --client-id $reuse_id --client-secret $secret \
+    --code-file "$seeds/codes.txt" --redirect-uri https://bench.example/cb; }
+run_tokeninfo() { measure tokeninfo "$1" "$2" "$3" "$4" --mode tokeninfo --client-id $reuse_id --client-secret $secret \
+  --seed-file "$seeds/reuse-tokens.txt"; }
+ceil_post() { measure post ceiling "$1" "$2" "$ceil_url" --mode refresh --client-id a --client-secret b --seed-file "$ceil_seeds"; }
+ceil_get() { measure get ceiling "$1" "$2" "$ceil_url" --mode tokeninfo --client-id a --client-secret b --seed-file "$ceil_seeds"; }
+
+# ---- the ceiling ----
+start "$out/ceiling.log" "${ceiling[@]}" --urls http://127.0.0.1:0; ceil_url=$url
+ceil_seeds="$out/ceiling-seeds.txt"; for _ in $(seq 1 "$max_conc"); do echo "Atzr|ceiling"; done >"$ceil_seeds"
+
+# ---- a fresh store, and the server on it ----
+db="$out/tollgate.db"; seeds="$out/seeds"; rm -f "$db" "$db"-*
+"${seeder[@]}" seed --db "$db" --out "$seeds" --chains "$max_conc" >&2
+start "$out/server.log" "${tollgate[@]}" serve --urls http://127.0.0.1:0 --db "sqlite:$db"; srv=$url; srv_pid=$pid
+sample_rss "$srv_pid" & pids+=($!)
+
+# An unmeasured pass first, so neither server is measured while its JIT is still compiling the path.
+set_phase warmup
+"${load[@]}" "$ceil_url" --mode refresh --client-id a --client-secret b --seed-file "$ceil_seeds" -c 16 -d 2 --warmup 0 >/dev/null
+"${load[@]}" "$ceil_url" --mode tokeninfo --client-id a --client-secret b --seed-file "$ceil_seeds" -c 16 -d 1 --warmup 0 >/dev/null
+"${load[@]}" "$srv" --mode refresh --client-id $reuse_id --client-secret $secret --seed-file "$seeds/reuse-tokens.txt" -c 16 -d 2 --warmup 0 >/dev/null
+"${load[@]}" "$srv" --mode tokeninfo --client-id $reuse_id --client-secret $secret --seed-file "$seeds/reuse-tokens.txt" -c 16 -d 1 --warmup 0 >/dev/null
+
+echo "1. every grant at 16 connections, empty store (${dur}s each)" >&2
+ceil_post 16 0; ceil_get 16 0
+run_reuse tollgate 16 0 "$srv"; run_rotate tollgate 16 0 "$srv"; run_cc tollgate 16 0 "$srv"
+run_code tollgate 16 0 "$srv"; run_tokeninfo tollgate 16 0 "$srv"
+
+echo "2. connections: $conc_list" >&2
+group=connections
+for c in $conc_list; do
+  ceil_post "$c" 0
+  run_reuse tollgate "$c" 0 "$srv"; run_rotate tollgate "$c" 0 "$srv"
+done
+
+echo "3. store size: $sizes live refresh tokens (1 profile per 1,000 tokens)" >&2
+group=store
+have=0
+for size in $sizes; do
+  if [ "$size" -gt "$have" ]; then
+    set_phase "seeding $size"
+    "${seeder[@]}" seed --db "$db" --out "$seeds" --tokens $(( size - have )) --profiles $(( (size - have) / 1000 )) >&2
+    have=$size
+  fi
+  ceil_post 16 "$size"; ceil_get 16 "$size"
+  run_reuse tollgate 16 "$size" "$srv"; run_rotate tollgate 16 "$size" "$srv"; run_tokeninfo tollgate 16 "$size" "$srv"
+done
+
+if [ "$soak" -gt 0 ]; then
+  echo "4. soak: reuse refresh at 16 connections for ${soak}s" >&2
+  group=soak; saved=$dur; dur=$soak; run_reuse tollgate 16 "$have" "$srv"; dur=$saved; ceil_post 16 "$have"
+fi
+set_phase done; sleep 1.5
+
+# ---- the table ----
+echo
+echo "Tollgate vs the ceiling, same machine, same run, same load tool (durable SQLite, synchronous=FULL)"
+awk -F'\t' -v rssfile="$rss" '
+  NR == 1 { next }
+  $3 == "ceiling" { ceil[$1 "|" $2 "|" $4 "|" $5] = $6; next }
+  { rows[++n] = $0 }
+  function target(s) { return s == "reuse" ? 0.70 : s == "rotate" ? 0.50 : s == "client_credentials" ? 0.70 : s == "code_exchange" ? 0.40 : s == "tokeninfo" ? 0.70 : 0 }
+  END {
+    printf "%-12s %-19s %5s %8s %8s %8s %7s %7s %6s  %s\n", "group", "scenario", "conc", "store", "rps", "ceiling", "p50_ms", "p99_ms", "ratio", "target (at 16 connections)"
+    for (i = 1; i <= n; i++) {
+      split(rows[i], f, "\t"); g = f[1]; s = f[2]; c = f[4]; st = f[5]
+      kind = s == "tokeninfo" ? "get" : "post"
+      base = ceil[g "|" kind "|" c "|" st]; if (base == "") base = ceil["grants|" kind "|16|0"]
+      ratio = base > 0 ? f[6] / base : 0
+      t = target(s); verdict = ""
+      if (c == 16 && t > 0) verdict = sprintf("%s %.2f%s", ratio >= t ? "meets" : "MISSES", t, f[8] <= 5 ? ", p99 ok" : ", p99 > 5 ms")
+      if (f[9] > 0) verdict = verdict " (" f[9] " errors)"
+      printf "%-12s %-19s %5s %8s %8s %8s %7s %7s %6.3f  %s\n", g, s, c, st, f[6], base, f[7], f[8], ratio, verdict
+    }
+    while ((getline line < rssfile) > 0) { split(line, r, "\t"); if (r[2] == "") continue
+      if (r[2] > max) max = r[2]; if (r[3] !~ /^(idle|seeding|warmup)/ && first == "") first = r[2]; last = r[2] }
+    printf "\nserver RSS: max %.0f MB, at first load %.0f MB, at the end %.0f MB (every second in %s)\n", max / 1024, first / 1024, last / 1024, rssfile
+  }' "$results"
+echo "results: $results"
