@@ -266,12 +266,24 @@ internal sealed class TollgateHost : IAsyncDisposable
             connection = Database.OpenPostgres();
             begin = "BEGIN; LOCK TABLE refresh_tokens, grants IN ACCESS EXCLUSIVE MODE";
         }
-        using (var command = connection.CreateCommand())
+        for (int attempt = 1; ; attempt++)
         {
-            command.CommandText = begin;
-            command.ExecuteNonQuery();
+            try
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = begin;
+                command.ExecuteNonQuery();
+                return new StoreBlock(connection);
+            }
+            catch (Npgsql.PostgresException e) when (e.SqlState == "40P01" && attempt < 20)
+            {
+                // Taking table locks under load can deadlock with the server's row locks, and PostgreSQL may pick
+                // the blocker as the victim: roll back and take the locks again.
+                using var rollback = connection.CreateCommand();
+                rollback.CommandText = "ROLLBACK";
+                rollback.ExecuteNonQuery();
+            }
         }
-        return new StoreBlock(connection);
     }
 
     private sealed class StoreBlock(System.Data.Common.DbConnection connection) : IDisposable
