@@ -80,6 +80,10 @@ internal sealed class TollgateOptions
     public static TollgateOptions Load(IConfiguration configuration)
     {
         var options = new TollgateOptions();
+        if (UnknownKey(configuration.GetSection(Section), typeof(TollgateOptions)) is { } unknown)
+        {
+            throw new TollgateConfigurationException($"{unknown} is not a setting (see docs/configuration.md for every key)");
+        }
         try
         {
             configuration.GetSection(Section).Bind(options, binder => binder.ErrorOnUnknownConfiguration = true);
@@ -89,6 +93,27 @@ internal sealed class TollgateOptions
             throw new TollgateConfigurationException(e.InnerException is null ? e.Message : $"{e.Message} ({e.InnerException.Message})");
         }
         return options;
+    }
+
+    /// <summary>The full path of the first key under <paramref name="section"/> that no property of <paramref name="type"/> binds.</summary>
+    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("Trimming", "IL2070", Justification = "Options types are never trimmed.")]
+    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("Trimming", "IL2072", Justification = "Options types are never trimmed.")]
+    private static string? UnknownKey(IConfigurationSection section, Type type)
+    {
+        foreach (var child in section.GetChildren())
+        {
+            var property = type.GetProperty(child.Key, System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.IgnoreCase);
+            if (property is null)
+            {
+                return child.Path;
+            }
+            bool nested = property.PropertyType.IsClass && property.PropertyType != typeof(string) && !property.PropertyType.IsGenericType;
+            if (nested && UnknownKey(child, property.PropertyType) is { } deeper)
+            {
+                return deeper;
+            }
+        }
+        return null;
     }
 
     public TimeSpan AccessTokenLifetime => TimeSpan.FromSeconds(AccessTokenLifetimeSeconds);
