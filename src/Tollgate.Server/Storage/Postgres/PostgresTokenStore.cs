@@ -489,25 +489,28 @@ internal sealed partial class PostgresTokenStore : ITokenStore
                 consumedAt = reader.IsDBNull(1) ? null : reader.GetInt64(1);
             }
 
-            if (consumedAt is null)
-            {
-                await ExecuteAsync(c, t, ct, "UPDATE refresh_tokens SET consumed_at = @t WHERE token_hash = @h", ("t", at), ("h", presentedHash));
-                await InsertRefreshTokenAsync(c, t, successorHash, grantId, at, ct);
-                return RotationOutcome.Rotated;
-            }
+            var decision = RotationRule.Decide(consumedAt, at, graceWindow);
             // Our own earlier attempt may have committed before the connection dropped: the successor is ours.
-            if (attempt > 1 && await ScalarAsync(c, t, ct, "SELECT 1 FROM refresh_tokens WHERE token_hash = @s", ("s", successorHash)) is not null)
+            if (decision != RotationOutcome.Rotated && attempt > 1
+                && await ScalarAsync(c, t, ct, "SELECT 1 FROM refresh_tokens WHERE token_hash = @s", ("s", successorHash)) is not null)
             {
                 return RotationOutcome.Rotated;
             }
-            if (at - consumedAt.Value <= (long)graceWindow.TotalMilliseconds)
+            switch (decision)
             {
-                // The client lost the response or raced itself (perhaps through another node): give it a live token in the same grant.
-                await InsertRefreshTokenAsync(c, t, successorHash, grantId, at, ct);
-                return RotationOutcome.ReplayedWithinGrace;
+                case RotationOutcome.Rotated:
+                    await ExecuteAsync(c, t, ct, "UPDATE refresh_tokens SET consumed_at = @t WHERE token_hash = @h", ("t", at), ("h", presentedHash));
+                    await InsertRefreshTokenAsync(c, t, successorHash, grantId, at, ct);
+                    break;
+                case RotationOutcome.ReplayedWithinGrace:
+                    // Perhaps through another node.
+                    await InsertRefreshTokenAsync(c, t, successorHash, grantId, at, ct);
+                    break;
+                default:
+                    await RevokeGrantAsync(c, t, grantId, at, RotationRule.ReuseRevocationReason, ct);
+                    break;
             }
-            await RevokeGrantAsync(c, t, grantId, at, "consumed refresh token replayed after the grace window", ct);
-            return RotationOutcome.ReuseDetected;
+            return decision;
         }, ct);
 
     public Task<bool> IsGrantActiveAsync(long grantId, CancellationToken ct) => ReadAsync(async c =>

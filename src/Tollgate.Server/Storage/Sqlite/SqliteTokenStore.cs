@@ -319,21 +319,22 @@ internal sealed partial class SqliteTokenStore : ITokenStore
                 consumedAt = reader.IsDBNull(1) ? null : reader.GetInt64(1);
             }
 
-            if (consumedAt is null)
+            var decision = RotationRule.Decide(consumedAt, at, graceWindow);
+            switch (decision)
             {
-                s.Command("UPDATE refresh_tokens SET consumed_at = $t WHERE token_hash = $h")
-                    .With("$t", at).With("$h", presentedHash).ExecuteNonQuery();
-                InsertRefreshToken(s, successorHash, grantId, at);
-                return RotationOutcome.Rotated;
+                case RotationOutcome.Rotated:
+                    s.Command("UPDATE refresh_tokens SET consumed_at = $t WHERE token_hash = $h")
+                        .With("$t", at).With("$h", presentedHash).ExecuteNonQuery();
+                    InsertRefreshToken(s, successorHash, grantId, at);
+                    break;
+                case RotationOutcome.ReplayedWithinGrace:
+                    InsertRefreshToken(s, successorHash, grantId, at);
+                    break;
+                default:
+                    RevokeGrant(s, grantId, at, RotationRule.ReuseRevocationReason);
+                    break;
             }
-            if (at - consumedAt.Value <= (long)graceWindow.TotalMilliseconds)
-            {
-                // The client lost the response or raced itself: give it a live token in the same grant.
-                InsertRefreshToken(s, successorHash, grantId, at);
-                return RotationOutcome.ReplayedWithinGrace;
-            }
-            RevokeGrant(s, grantId, at, "consumed refresh token replayed after the grace window");
-            return RotationOutcome.ReuseDetected;
+            return decision;
         });
 
     public Task<bool> IsGrantActiveAsync(long grantId, CancellationToken ct) => Task.FromResult(_readers.Read(grantId, static (s, grantId) =>
