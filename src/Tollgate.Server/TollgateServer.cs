@@ -235,9 +235,10 @@ internal static class TollgateServer
             http.Response.Headers.Connection = "close";
             await ProtocolResponse.WriteErrorAsync(http, RequestLimits.FromBadRequest(e));
         }
-        catch (InvalidDataException) when (!http.Response.HasStarted)
+        catch (Exception e) when ((e is InvalidDataException || e.InnerException is InvalidDataException) && !http.Response.HasStarted)
         {
             // ASP.NET Core's form reader refuses keys, values or counts over its limits this way: bad input, not a fault.
+            // Antiforgery reads the form of the web pages first and wraps the same refusal in its own exception.
             http.Response.Clear();
             http.Response.Headers[ProtocolResponse.RequestIdHeader] = http.TraceIdentifier;
             await ProtocolResponse.WriteErrorAsync(http, OAuthError.InvalidRequest("The form is malformed or exceeds the size limits."));

@@ -79,6 +79,32 @@ public sealed class WebSecurityTests
     }
 
     [Theory, Stores]
+    public async Task A_form_over_the_readers_limits_gets_a_400_on_every_page_and_changes_nothing(StoreKind store)
+    {
+        await using var host = await TollgateHost.StartAsync(store);
+        var profile = await host.CreateProfileAsync();
+        var user = await host.CreateUserAsync();
+        using var web = new BrowserlessClient(host);
+        var consent = await ConsentPageAsync(web, user, AuthorizeUrl(profile));
+        string before = host.Snapshot();
+        // ASP.NET Core's form reader refuses a key over 2,048 characters; on the pages the anti-forgery check reads
+        // the form first and wraps that refusal in its own exception, which once surfaced as a 500.
+        (string, string?)[] hostile = [("csrf_token", consent.CsrfToken), ("decision", "allow"), (new string('A', 11_500), "")];
+
+        foreach (string path in new[]
+        {
+            "/ap/oa", "/signin", "/signout", "/apps/remove", "/console/profiles", $"/console/profiles/{profile.ClientId}/return-urls",
+            $"/console/profiles/{profile.ClientId}/return-urls/remove", $"/console/profiles/{profile.ClientId}/rotate-secret",
+            $"/console/profiles/{profile.ClientId}/delete", "/device", "/device/decide",
+        })
+        {
+            var reply = await web.PostAsync(path, hostile);
+            Assert.True(reply.Status == HttpStatusCode.BadRequest, $"{path}: {(int)reply.Status}\n{reply.Body}");
+        }
+        Assert.Equal(before, host.Snapshot());
+    }
+
+    [Theory, Stores]
     public async Task Removing_an_app_needs_a_genuine_form(StoreKind store)
     {
         await using var host = await TollgateHost.StartAsync(store);
