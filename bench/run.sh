@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Tollgate's benchmark: builds Release, starts a ceiling server and `tollgate serve` on a fresh SQLite
-# database (full sync, as in production), seeds it, runs every scenario of the performance issue with
-# one load tool, and prints a table with each result's ratio to the ceiling measured in the same run.
+# database (full sync, as in production) or a fresh PostgreSQL database, seeds it, runs every scenario of
+# the performance issue with one load tool, and prints a table with each result's ratio to the ceiling
+# measured in the same run.
 #
 #   bench/run.sh [--smoke] [-d SECONDS] [--conc "1 4 16 64 256"] [--sizes "0 10000 100000 1000000"]
-#                [--soak SECONDS] [--out DIR]
+#                [--soak SECONDS] [--out DIR] [--postgres CONNECTION-STRING] [--nodes N]
 #
-#   --smoke   a short run that only proves everything works (CI runs it; its numbers mean nothing)
-#   --soak    after the table, refresh at 16 connections for SECONDS and report RSS over that time
-#   --out     where results.tsv, rss.tsv and the logs go (default: a new directory under /tmp)
+#   --smoke     a short run that only proves everything works (CI runs it; its numbers mean nothing)
+#   --soak      after the table, refresh at 16 connections for SECONDS and report RSS over that time
+#   --out       where results.tsv, rss.tsv and the logs go (default: a new directory under /tmp)
+#   --postgres  use this PostgreSQL server instead of SQLite: the script creates a scratch database
+#               named tollgate_bench_<random> on it (the connection string's Database is only used to
+#               log in) and drops it on exit; an existing database is never touched
+#   --nodes     start N `tollgate serve` processes on the one database; the load tool spreads its
+#               connections over them round-robin (worker i talks to node i mod N), as a balancer would
 #
 # Scenarios (16 connections unless said otherwise): refresh under the reuse and the rotate policy,
 # client_credentials, authorization_code exchange, tokeninfo; reuse and rotate from 1 to 256
@@ -18,7 +24,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
-smoke=0; dur=10; conc_list="1 4 16 64 256"; sizes="0 10000 100000 1000000"; soak=0; out=""
+smoke=0; dur=10; conc_list="1 4 16 64 256"; sizes="0 10000 100000 1000000"; soak=0; out=""; postgres=""; nodes=1
 while [ $# -gt 0 ]; do case "$1" in
   --smoke) smoke=1; shift;;
   -d) dur=$2; shift 2;;
@@ -26,6 +32,8 @@ while [ $# -gt 0 ]; do case "$1" in
   --sizes) sizes=$2; shift 2;;
   --soak) soak=$2; shift 2;;
   --out) out=$2; shift 2;;
+  --postgres) postgres=$2; shift 2;;
+  --nodes) nodes=$2; shift 2;;
   *) echo "unknown argument $1 (see the header of $0)" >&2; exit 2;; esac; done
 if [ $smoke = 1 ]; then dur=1; conc_list="1 8"; sizes="0 2000"; soak=0; fi
 warmup=$(awk -v d="$dur" 'BEGIN { w = d / 5; if (w > 2) w = 2; printf "%.1f", w }')
@@ -36,8 +44,11 @@ printf 'group\tscenario\tsystem\tconc\tstore\trps\tp50_ms\tp99_ms\terrors\n' >"$
 group=grants
 : >"$rss"
 
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+pids=(); dbloc=""
+cleanup() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  case "$dbloc" in postgres:*) "${seeder[@]}" pg-drop --db "$dbloc" >/dev/null || echo "could not drop the scratch database" >&2;; esac
+}
 trap cleanup EXIT
 
 # ---- build (Release, one invocation for all five projects) ----
@@ -102,7 +113,7 @@ run_cc() { measure client_credentials "$1" "$2" "$3" "$4" --mode client_credenti
   --scope videocentral::reporting; }
 run_code() {
   # Fresh one-use codes, minted just before the run (they expire after 5 minutes, as the server's do).
-  "${seeder[@]}" codes --db "$db" --client-id $reuse_id --count $(( (dur + 3) * 8000 )) --out "$seeds/codes.txt" >/dev/null
+  "${seeder[@]}" codes --db "$dbloc" --client-id $reuse_id --count $(( (dur + 3) * 8000 )) --out "$seeds/codes.txt" >/dev/null
   measure code_exchange "$1" "$2" "$3" "$4" --mode code --client-id $reuse_id --client-secret $secret \
     --code-file "$seeds/codes.txt" --redirect-uri https://bench.example/cb; }
 run_tokeninfo() { measure tokeninfo "$1" "$2" "$3" "$4" --mode tokeninfo --client-id $reuse_id --client-secret $secret \
@@ -114,10 +125,23 @@ ceil_get() { measure get ceiling "$1" "$2" "$ceil_url" --mode tokeninfo --client
 start "$out/ceiling.log" "${ceiling[@]}" --urls http://127.0.0.1:0; ceil_url=$url
 ceil_seeds="$out/ceiling-seeds.txt"; for _ in $(seq 1 "$max_conc"); do echo "Atzr|ceiling"; done >"$ceil_seeds"
 
-# ---- a fresh store, and the server on it ----
-db="$out/tollgate.db"; seeds="$out/seeds"; rm -f "$db" "$db"-*
-"${seeder[@]}" seed --db "$db" --out "$seeds" --chains "$max_conc" >&2
-start "$out/server.log" "${tollgate[@]}" serve --urls http://127.0.0.1:0 --db "sqlite:$db"; srv=$url; srv_pid=$pid
+# ---- a fresh store, and the server(s) on it ----
+seeds="$out/seeds"
+if [ -n "$postgres" ]; then
+  dbloc=$("${seeder[@]}" pg-create --server "postgres:${postgres#postgres:}")
+  store_desc="PostgreSQL (synchronous_commit=on)"
+else
+  db="$out/tollgate.db"; rm -f "$db" "$db"-*; dbloc="sqlite:$db"
+  store_desc="durable SQLite, synchronous=FULL"
+fi
+"${seeder[@]}" seed --db "$dbloc" --out "$seeds" --chains "$max_conc" >&2
+srv=""; srv_pid=""
+for n in $(seq 1 "$nodes"); do
+  start "$out/server$([ "$n" = 1 ] || echo "-$n").log" "${tollgate[@]}" serve --urls http://127.0.0.1:0 --db "$dbloc"
+  srv=${srv:+$srv,}$url; srv_pid=${srv_pid:-$pid}
+done
+[ "$nodes" -gt 1 ] && store_desc="$store_desc, $nodes nodes"
+# RSS is that of the first node (each node is a whole server; the others are alike).
 sample_rss "$srv_pid" & pids+=($!)
 
 # An unmeasured pass first, so neither server is measured while its JIT is still compiling the path.
@@ -145,7 +169,7 @@ have=0
 for size in $sizes; do
   if [ "$size" -gt "$have" ]; then
     set_phase "seeding $size"
-    "${seeder[@]}" seed --db "$db" --out "$seeds" --tokens $(( size - have )) --profiles $(( (size - have) / 1000 )) >&2
+    "${seeder[@]}" seed --db "$dbloc" --out "$seeds" --tokens $(( size - have )) --profiles $(( (size - have) / 1000 )) >&2
     have=$size
   fi
   ceil_post 16 "$size"; ceil_get 16 "$size"
@@ -160,7 +184,7 @@ set_phase done; sleep 1.5
 
 # ---- the table ----
 echo
-echo "Tollgate vs the ceiling, same machine, same run, same load tool (durable SQLite, synchronous=FULL)"
+echo "Tollgate vs the ceiling, same machine, same run, same load tool ($store_desc)"
 awk -F'\t' -v rssfile="$rss" '
   NR == 1 { next }
   $3 == "ceiling" { ceil[$1 "|" $2 "|" $4 "|" $5] = $6; next }

@@ -1,6 +1,6 @@
 // tollgate-load: a closed-loop, rotation-aware load generator for a Login with Amazon style token service.
 //
-//   tollgate-load BASE_URL --mode refresh|client_credentials|code|tokeninfo --client-id X [--client-secret Y]
+//   tollgate-load BASE_URL[,BASE_URL...] --mode refresh|client_credentials|code|tokeninfo --client-id X [--client-secret Y]
 //                 [--seed-file FILE] [--code-file FILE --redirect-uri URI] [--scope S]
 //                 [-c CONNECTIONS] [-d SECONDS] [--warmup SECONDS] [--dump-tokens FILE] [--received FILE]
 //
@@ -8,6 +8,8 @@
 // so latency and throughput are measured together and the server is never pushed past what it answers.
 // Rotation-aware: in refresh mode each worker keeps its own chain and always continues with the
 // refresh_token the server returned last, as the Login with Amazon documentation tells clients to.
+// Several base URLs (comma-separated) spread the workers over several nodes, worker i on URL i mod n:
+// the load balancing of a round-robin balancer, without one in the measurement.
 // The output line has the shape of ../shared/bench/loadgen's, so scripts can parse either:
 //   mode=refresh c=16 ok=12345 errors=0 rps=1234 p50_ms=1.20 p99_ms=3.40
 using System.Collections.Concurrent;
@@ -21,7 +23,7 @@ using Tollgate.LoadTool;
 var options = LoadOptions.Parse(args);
 if (options is null)
 {
-    Console.Error.WriteLine("usage: tollgate-load BASE_URL --mode refresh|client_credentials|code|tokeninfo --client-id X [--client-secret Y] "
+    Console.Error.WriteLine("usage: tollgate-load BASE_URL[,BASE_URL...] --mode refresh|client_credentials|code|tokeninfo --client-id X [--client-secret Y] "
         + "[--seed-file F] [--code-file F --redirect-uri U] [--scope S] [-c N] [-d SECONDS] [--warmup SECONDS] [--dump-tokens F] [--received F]");
     return 2;
 }
@@ -36,7 +38,7 @@ using var http = new HttpClient(new SocketsHttpHandler
 {
     Timeout = TimeSpan.FromSeconds(30),
 };
-var client = new TokenClient(http, options);
+var clients = options.BaseUrls.Select(url => new TokenClient(http, options, url)).ToArray();
 
 // Each worker's starting state: a refresh token (refresh), an access token (tokeninfo), nothing otherwise.
 var state = new string?[options.Connections];
@@ -58,8 +60,8 @@ if (options.Mode is Mode.Refresh or Mode.TokenInfo)
         }
         // tokeninfo: an access token per worker, from a refresh token if given, else client_credentials.
         var first = seeds.Length > 0
-            ? await client.SendAsync(Mode.Refresh, seeds[i % seeds.Length])
-            : await client.SendAsync(Mode.ClientCredentials, null);
+            ? await clients[i % clients.Length].SendAsync(Mode.Refresh, seeds[i % seeds.Length])
+            : await clients[i % clients.Length].SendAsync(Mode.ClientCredentials, null);
         if (!first.Ok)
         {
             Console.Error.WriteLine($"could not obtain an access token for tokeninfo: {first.Error}");
@@ -93,6 +95,7 @@ bool ranOutOfCodes = false;
 var workers = Enumerable.Range(0, options.Connections).Select(w => Task.Run(async () =>
 {
     var mine = latencies[w] = new List<double>(16_384);
+    var client = clients[w % clients.Length];
     while (clock.Elapsed < end)
     {
         string? input = state[w];
@@ -175,7 +178,7 @@ namespace Tollgate.LoadTool
     }
 
     internal sealed record LoadOptions(
-        Uri BaseUrl, Mode Mode, string ModeName, string ClientId, string? ClientSecret, string? SeedFile, string? CodeFile,
+        Uri[] BaseUrls, Mode Mode, string ModeName, string ClientId, string? ClientSecret, string? SeedFile, string? CodeFile,
         string RedirectUri, string Scope, int Connections, int Seconds, double WarmupSeconds, string? DumpTokensFile, string? ReceivedFile)
     {
         public static LoadOptions? Parse(string[] args)
@@ -200,10 +203,12 @@ namespace Tollgate.LoadTool
                 return null;
             }
             // Accept the token URL itself too (what ../shared/bench/loadgen takes).
-            string root = args[0].EndsWith("/auth/o2/token", StringComparison.Ordinal) ? args[0][..^"/auth/o2/token".Length] : args[0].TrimEnd('/');
+            var roots = args[0].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(url => url.EndsWith("/auth/o2/token", StringComparison.Ordinal) ? url[..^"/auth/o2/token".Length] : url.TrimEnd('/'))
+                .Select(root => new Uri(root + "/")).ToArray();
             int seconds = int.Parse(Opt("-d") ?? "10", CultureInfo.InvariantCulture);
             return new LoadOptions(
-                new Uri(root + "/"), mode.Value, modeName, clientId, Opt("--client-secret"), Opt("--seed-file"), Opt("--code-file"),
+                roots, mode.Value, modeName, clientId, Opt("--client-secret"), Opt("--seed-file"), Opt("--code-file"),
                 Opt("--redirect-uri") ?? "https://bench.example/cb", Opt("--scope") ?? "profile",
                 int.Parse(Opt("-c") ?? "16", CultureInfo.InvariantCulture), seconds,
                 double.Parse(Opt("--warmup") ?? Math.Min(2, seconds / 5.0).ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture),
@@ -214,9 +219,9 @@ namespace Tollgate.LoadTool
     internal readonly record struct Outcome(bool Ok, int Status, string? AccessToken, string? RefreshToken, string? Error);
 
     /// <summary>Sends one request of a mode and reads the two tokens out of the answer without building a DOM.</summary>
-    internal sealed class TokenClient(HttpClient http, LoadOptions options)
+    internal sealed class TokenClient(HttpClient http, LoadOptions options, Uri baseUrl)
     {
-        private readonly Uri _token = new(options.BaseUrl, "auth/o2/token");
+        private readonly Uri _token = new(baseUrl, "auth/o2/token");
         private readonly string _credentials = options.ClientSecret is null
             ? $"&client_id={Uri.EscapeDataString(options.ClientId)}"
             : $"&client_id={Uri.EscapeDataString(options.ClientId)}&client_secret={Uri.EscapeDataString(options.ClientSecret)}";
@@ -228,7 +233,7 @@ namespace Tollgate.LoadTool
                 using var request = mode switch
                 {
                     Mode.TokenInfo => new HttpRequestMessage(HttpMethod.Get,
-                        new Uri(options.BaseUrl, "auth/o2/tokeninfo?access_token=" + Uri.EscapeDataString(input!))),
+                        new Uri(baseUrl, "auth/o2/tokeninfo?access_token=" + Uri.EscapeDataString(input!))),
                     _ => new HttpRequestMessage(HttpMethod.Post, _token) { Content = Form(mode, input) },
                 };
                 using var response = await http.SendAsync(request, HttpCompletionOption.ResponseContentRead);
