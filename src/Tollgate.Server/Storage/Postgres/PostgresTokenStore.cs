@@ -458,10 +458,51 @@ internal sealed partial class PostgresTokenStore : ITokenStore
 
     public Task<RotationOutcome> RotateRefreshTokenAsync(
         byte[] presentedHash, byte[] successorHash, DateTimeOffset now, TimeSpan graceWindow, CancellationToken ct) =>
-        _gate.RunAsync(presentedHash, () => RotateRefreshTokenCoreAsync(presentedHash, successorHash, now, graceWindow, ct), ct);
+        _gate.RunAsync(presentedHash, async () =>
+        {
+            bool fastPathMayHaveCommitted = false;
+            try
+            {
+                if (await RotateLiveTokenAsync(presentedHash, successorHash, now, ct))
+                {
+                    return RotationOutcome.Rotated;
+                }
+            }
+            catch (Exception e) when (PostgresRetry.IsTransient(e) && !ct.IsCancellationRequested)
+            {
+                fastPathMayHaveCommitted = true;
+            }
+            return await RotateRefreshTokenCoreAsync(presentedHash, successorHash, now, graceWindow, fastPathMayHaveCommitted, ct);
+        }, ct);
+
+    /// <summary>
+    /// The common case in one statement and one round trip: the presented token is live and its grant active, so it
+    /// is consumed and its successor inserted, atomically (a single statement is its own transaction). Anything else
+    /// (unknown, consumed, revoked) changes nothing here and returns false, and the general path below decides.
+    /// </summary>
+    /// <remarks>
+    /// Why: the general path takes five round trips (BEGIN and the row lock, UPDATE, INSERT, COMMIT), and on a busy
+    /// machine each one is a context switch to the PostgreSQL backend and back. Two requests racing with one token
+    /// still take turns on its row lock: the second re-checks <c>consumed_at IS NULL</c> against the first's committed
+    /// row, finds it consumed, and goes to the general path, which applies the grace window or reuse detection.
+    /// </remarks>
+    private async Task<bool> RotateLiveTokenAsync(byte[] presentedHash, byte[] successorHash, DateTimeOffset now, CancellationToken ct)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(ct);
+        return await ScalarAsync(connection, null, ct, """
+            WITH consumed AS (
+                UPDATE refresh_tokens t SET consumed_at = @t
+                FROM grants g
+                WHERE t.token_hash = @h AND t.consumed_at IS NULL AND g.id = t.grant_id AND g.revoked_at IS NULL
+                RETURNING t.grant_id)
+            INSERT INTO refresh_tokens (token_hash, grant_id, created_at)
+            SELECT @s, grant_id, @t FROM consumed
+            RETURNING 1
+            """, ("t", now.ToUnixTimeMilliseconds()), ("h", presentedHash), ("s", successorHash)) is not null;
+    }
 
     private Task<RotationOutcome> RotateRefreshTokenCoreAsync(
-        byte[] presentedHash, byte[] successorHash, DateTimeOffset now, TimeSpan graceWindow, CancellationToken ct) =>
+        byte[] presentedHash, byte[] successorHash, DateTimeOffset now, TimeSpan graceWindow, bool fastPathMayHaveCommitted, CancellationToken ct) =>
         WriteAsync(async (c, t, attempt) =>
         {
             long at = now.ToUnixTimeMilliseconds();
@@ -490,8 +531,8 @@ internal sealed partial class PostgresTokenStore : ITokenStore
             }
 
             var decision = RotationRule.Decide(consumedAt, at, graceWindow);
-            // Our own earlier attempt may have committed before the connection dropped: the successor is ours.
-            if (decision != RotationOutcome.Rotated && attempt > 1
+            // Our own earlier attempt (or the fast path) may have committed before the connection dropped: the successor is ours.
+            if (decision != RotationOutcome.Rotated && (attempt > 1 || fastPathMayHaveCommitted)
                 && await ScalarAsync(c, t, ct, "SELECT 1 FROM refresh_tokens WHERE token_hash = @s", ("s", successorHash)) is not null)
             {
                 return RotationOutcome.Rotated;
