@@ -1,3 +1,4 @@
+using System.Net;
 using Npgsql;
 using Tollgate.Server.Admin;
 using Tollgate.Server.Storage;
@@ -125,5 +126,27 @@ public sealed class PostgresStoreTests
 
         Assert.Equal(user.Value!.UserId, found?.UserId);
         Assert.Null(created.Problem);
+    }
+
+    [PostgresFact]
+    public async Task A_rotation_whose_connections_were_dropped_still_rotates_once_and_its_successor_works()
+    {
+        await using var host = await TollgateHost.StartAsync(StoreKind.Postgres);
+        var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+        // Warm the pool, then terminate every connection: the one-statement fast path meets a dead connection and the
+        // general path must finish the rotation (or recognise that the fast path already committed it).
+        var (other, otherTokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+        Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(other, otherTokens.RefreshToken)).Status);
+        await using (var admin = host.Database.OpenPostgres())
+        {
+            await using var kill = new NpgsqlCommand(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tollgate'", admin);
+            Assert.True((long)(await kill.ExecuteScalarAsync())! >= 1);
+        }
+
+        var rotated = await host.RefreshAsync(profile, tokens.RefreshToken);
+
+        Assert.Equal(HttpStatusCode.OK, rotated.Status);
+        Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(profile, rotated.RefreshToken)).Status);
     }
 }
