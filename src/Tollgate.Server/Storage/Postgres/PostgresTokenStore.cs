@@ -381,9 +381,52 @@ internal sealed partial class PostgresTokenStore : ITokenStore
     }, ct);
 
     public Task<CodeRedemption> RedeemCodeAsync(byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, CancellationToken ct) =>
-        _gate.RunAsync(codeHash, () => RedeemCodeCoreAsync(codeHash, refreshTokenHash, now, ct), ct);
+        _gate.RunAsync(codeHash, async () =>
+        {
+            bool fastPathMayHaveCommitted = false;
+            try
+            {
+                if (await RedeemFreshCodeAsync(codeHash, refreshTokenHash, now, ct) is long grantId)
+                {
+                    return new CodeRedemption(CodeRedemptionOutcome.Redeemed, grantId);
+                }
+            }
+            catch (Exception e) when (PostgresRetry.IsTransient(e) && !ct.IsCancellationRequested)
+            {
+                fastPathMayHaveCommitted = true;
+            }
+            return await RedeemCodeCoreAsync(codeHash, refreshTokenHash, now, fastPathMayHaveCommitted, ct);
+        }, ct);
 
-    private Task<CodeRedemption> RedeemCodeCoreAsync(byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, CancellationToken ct) =>
+    /// <summary>
+    /// The common case in one statement and one round trip (see <see cref="RotateLiveTokenAsync"/> for why): an
+    /// unredeemed code is claimed, its grant created (the id drawn first, so the code can point at it in the same
+    /// UPDATE) and the first refresh token inserted, atomically. An unknown or already redeemed code changes nothing
+    /// here and returns null; the general path then tells unknown from replayed and revokes a replayed code's grant.
+    /// Racing redemptions queue on the code's row lock; the losers re-check <c>redeemed_at IS NULL</c> and find it set.
+    /// </summary>
+    private async Task<long?> RedeemFreshCodeAsync(byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, CancellationToken ct)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(ct);
+        // Foreign keys are checked at the end of the statement, when the grant row the code points at exists.
+        return await ScalarAsync(connection, null, ct, """
+            WITH claimed AS (
+                UPDATE authorization_codes
+                SET redeemed_at = @t, grant_id = nextval(pg_get_serial_sequence('grants', 'id'))
+                WHERE code_hash = @h AND redeemed_at IS NULL
+                RETURNING profile_id, user_id, scope, grant_id),
+            created AS (
+                INSERT INTO grants (id, profile_id, user_id, scope, created_at)
+                SELECT grant_id, profile_id, user_id, scope, @t FROM claimed
+                RETURNING id)
+            INSERT INTO refresh_tokens (token_hash, grant_id, created_at)
+            SELECT @r, id, @t FROM created
+            RETURNING grant_id
+            """, ("t", now.ToUnixTimeMilliseconds()), ("h", codeHash), ("r", refreshTokenHash)) as long?;
+    }
+
+    private Task<CodeRedemption> RedeemCodeCoreAsync(
+        byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, bool fastPathMayHaveCommitted, CancellationToken ct) =>
         WriteAsync(async (c, t, attempt) =>
         {
             long at = now.ToUnixTimeMilliseconds();
@@ -418,8 +461,8 @@ internal sealed partial class PostgresTokenStore : ITokenStore
                 {
                     return new CodeRedemption(CodeRedemptionOutcome.Unknown, 0);
                 }
-                // Our own earlier attempt may have committed before the connection dropped: its refresh token is ours.
-                if (attempt > 1 && await ScalarAsync(c, t, ct, "SELECT 1 FROM refresh_tokens WHERE token_hash = @r AND grant_id = @g",
+                // Our own earlier attempt (or the fast path) may have committed before the connection dropped: its refresh token is ours.
+                if ((attempt > 1 || fastPathMayHaveCommitted) && await ScalarAsync(c, t, ct, "SELECT 1 FROM refresh_tokens WHERE token_hash = @r AND grant_id = @g",
                     ("r", refreshTokenHash), ("g", replayedGrant)) is not null)
                 {
                     return new CodeRedemption(CodeRedemptionOutcome.Redeemed, replayedGrant);
