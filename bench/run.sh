@@ -128,7 +128,14 @@ ceil_seeds="$out/ceiling-seeds.txt"; for _ in $(seq 1 "$max_conc"); do echo "Atz
 # ---- a fresh store, and the server(s) on it ----
 seeds="$out/seeds"
 if [ -n "$postgres" ]; then
-  dbloc=$("${seeder[@]}" pg-create --server "postgres:${postgres#postgres:}")
+  postgres=${postgres#postgres:}
+  # Each node keeps its own pool, and PostgreSQL refuses connections past max_connections (100 by default) with
+  # 53300: nodes x pool must stay under it (docs/multi-node.md, "Sizing"). Unless the connection string says
+  # otherwise, the nodes share 80 connections, leaving room for the seeder, LISTEN and an admin session.
+  shopt -s nocasematch
+  [[ "$postgres" == *max*pool*size* ]] || postgres="${postgres%;};Maximum Pool Size=$(( 80 / nodes ))"
+  shopt -u nocasematch
+  dbloc=$("${seeder[@]}" pg-create --server "postgres:$postgres")
   store_desc="PostgreSQL (synchronous_commit=on)"
 else
   db="$out/tollgate.db"; rm -f "$db" "$db"-*; dbloc="sqlite:$db"
