@@ -97,6 +97,10 @@ internal static class TollgateServer
         {
             app.Logger.LogWarning("Tollgate:MasterKey is not set: access-token keys are stored unencrypted (see docs/configuration.md)");
         }
+        if (store is Storage.Postgres.PostgresTokenStore postgres && await postgres.DescribeConnectionBudgetAsync(ct) is { } overBudget)
+        {
+            app.Logger.LogWarning("{Warning}", overBudget);
+        }
 
         var limits = options.Limits;
         app.Use((http, next) => RequestIdAndErrors(http, next, limits));

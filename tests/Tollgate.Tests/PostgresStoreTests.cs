@@ -149,4 +149,20 @@ public sealed class PostgresStoreTests
         Assert.Equal(HttpStatusCode.OK, rotated.Status);
         Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(profile, rotated.RefreshToken)).Status);
     }
+
+    [PostgresFact]
+    public async Task A_pool_larger_than_postgres_admits_is_named_at_start_and_a_small_one_is_not()
+    {
+        await using var database = await TestDatabase.CreateAsync(StoreKind.Postgres);
+        string location = database.Location["postgres:".Length..];
+        await using var oversized = PostgresTokenStore.Open(location + ";Maximum Pool Size=1000");
+        await using var modest = PostgresTokenStore.Open(location + ";Maximum Pool Size=10");
+
+        string? warning = await oversized.DescribeConnectionBudgetAsync(CancellationToken.None);
+
+        Assert.NotNull(warning);
+        Assert.Contains("Maximum Pool Size 1000", warning, StringComparison.Ordinal);
+        Assert.Contains("53300", warning, StringComparison.Ordinal);
+        Assert.Null(await modest.DescribeConnectionBudgetAsync(CancellationToken.None));
+    }
 }

@@ -65,6 +65,31 @@ internal sealed partial class PostgresTokenStore : ITokenStore
         return new PostgresTokenStore(new NpgsqlDataSourceBuilder(builder.ConnectionString).Build());
     }
 
+    /// <summary>
+    /// A warning when this node's pool can ask for more connections than PostgreSQL admits, else null. Past
+    /// <c>max_connections</c> (less the slots reserved for superusers) PostgreSQL refuses new connections with 53300,
+    /// which the store retries and then answers 503: a load-dependent outage that a start-up check can name in advance.
+    /// </summary>
+    public async Task<string?> DescribeConnectionBudgetAsync(CancellationToken ct)
+    {
+        try
+        {
+            await using var connection = await _dataSource.OpenConnectionAsync(ct);
+            long admitted = long.Parse((string)(await ScalarAsync(connection, null, ct, "SHOW max_connections"))!, System.Globalization.CultureInfo.InvariantCulture)
+                - long.Parse((string)(await ScalarAsync(connection, null, ct, "SHOW superuser_reserved_connections"))!, System.Globalization.CultureInfo.InvariantCulture);
+            int pool = new NpgsqlConnectionStringBuilder(_dataSource.ConnectionString).MaxPoolSize;
+            // + 1: the connection that LISTENs for profile changes lives outside the pool's work.
+            return pool + 1 <= admitted ? null
+                : $"Maximum Pool Size {pool}, plus the listening connection, is more than PostgreSQL admits ({admitted}: max_connections "
+                  + "less the superuser reserve): under load new connections will be refused (53300) and requests answered 503. Keep the "
+                  + "nodes' pools, one more connection each, and admin sessions below it; see Sizing in docs/multi-node.md.";
+        }
+        catch (Exception e) when (e is NpgsqlException or FormatException or InvalidCastException)
+        {
+            return null; // the check is advice; the store's own errors surface on real requests
+        }
+    }
+
     // ---- Plumbing: transactions with retries ----
 
     /// <summary>
