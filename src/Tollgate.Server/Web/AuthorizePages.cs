@@ -129,14 +129,7 @@ internal sealed class AuthorizePages(WebSessions sessions, ProfileCache profiles
             {Markup.When(remembered is not null, Markup.Html($"""<p class="muted">You allowed some of this before; the application now asks for more.</p>"""))}
             <p class="muted">Either way you will return to <span class="mono">{ScopeText.Destination(authorization.RedirectUri)}</span>.
             You can remove this access at any time on <a href="/apps">Your apps</a>.</p>
-            <form method="post" action="/ap/oa">
-            {request.CsrfField()}
-            {fields}
-            <div class="actions">
-            <button type="submit" name="decision" value="allow">Allow</button>
-            <button type="submit" name="decision" value="deny" class="secondary">Deny</button>
-            </div>
-            </form>
+            {Layout.DecisionForm(request, "/ap/oa", Markup.Join(fields))}
             </div>
             """), narrow: true);
     }

@@ -133,14 +133,7 @@ internal sealed class DevicePages(WebSessions sessions, ITokenStore store, TimeP
         <p>Code <strong class="mono">{userCode[..4]}-{userCode[4..]}</strong>. Only continue if this is the code your own device shows.</p>
         <p>If you allow it, <strong>{app}</strong> will be able to see:</p>
         {ScopeText.List(scope.Split(' ', StringSplitOptions.RemoveEmptyEntries))}
-        <form method="post" action="/device/decide">
-        {request.CsrfField()}
-        <input type="hidden" name="user_code" value="{userCode}">
-        <div class="actions">
-        <button type="submit" name="decision" value="allow">Allow</button>
-        <button type="submit" name="decision" value="deny" class="secondary">Deny</button>
-        </div>
-        </form>
+        {Layout.DecisionForm(request, "/device/decide", Markup.Html($"""<input type="hidden" name="user_code" value="{userCode}">"""))}
         </div>
         """), narrow: true);
 }

@@ -102,6 +102,21 @@ internal static class Layout
             """);
     }
 
+    /// <summary>
+    /// The Allow / Deny form of both consent pages (web sign-in and device codes): one anti-forgery field, the page's
+    /// own hidden fields, and two buttons whose <c>decision</c> values (<c>allow</c>, <c>deny</c>) both handlers read.
+    /// </summary>
+    public static Markup DecisionForm(WebRequest request, string action, Markup hiddenFields) => Markup.Html($"""
+        <form method="post" action="{action}">
+        {request.CsrfField()}
+        {hiddenFields}
+        <div class="actions">
+        <button type="submit" name="decision" value="allow">Allow</button>
+        <button type="submit" name="decision" value="deny" class="secondary">Deny</button>
+        </div>
+        </form>
+        """);
+
     public static async Task WriteAsync(HttpContext http, int status, Markup page)
     {
         var response = http.Response;
