@@ -51,8 +51,7 @@ internal sealed class ProfileCache(ITokenStore store, TollgateOptions options, I
         }
         long generationBefore = Volatile.Read(ref _generation);
         var profile = await store.FindProfileAsync(clientId, ct);
-        // Cache only if no invalidation happened while we read, so a stale row never outlives a refresh.
-        if (profile is not null && generationBefore == Volatile.Read(ref _generation) && _profiles.Count < MaxEntries)
+        if (profile is not null && StillCurrent(generationBefore) && _profiles.Count < MaxEntries)
         {
             _profiles[clientId] = profile;
         }
@@ -68,14 +67,9 @@ internal sealed class ProfileCache(ITokenStore store, TollgateOptions options, I
         }
         long generationBefore = Volatile.Read(ref _generation);
         bool active = await store.IsGrantActiveAsync(grantId, ct);
-        // As for profiles: a read that raced with a revocation is not cached.
-        if (active && generationBefore == Volatile.Read(ref _generation))
+        if (active && StillCurrent(generationBefore))
         {
-            if (_activeGrants.Count >= MaxGrantEntries)
-            {
-                _activeGrants.Clear(); // bounded memory; the hot grants come back on their next use
-            }
-            _activeGrants[grantId] = true;
+            AddBounded(_activeGrants, grantId, true);
         }
         return active;
     }
@@ -90,15 +84,28 @@ internal sealed class ProfileCache(ITokenStore store, TollgateOptions options, I
         }
         long generationBefore = Volatile.Read(ref _generation);
         var token = await store.FindRefreshTokenAsync(tokenHash, ct);
-        if (token is { ConsumedAt: null, GrantRevoked: false } && generationBefore == Volatile.Read(ref _generation))
+        if (token is { ConsumedAt: null, GrantRevoked: false } && StillCurrent(generationBefore))
         {
-            if (_reusableTokens.Count >= MaxGrantEntries)
-            {
-                _reusableTokens.Clear();
-            }
-            _reusableTokens[key] = token;
+            AddBounded(_reusableTokens, key, token);
         }
         return token;
+    }
+
+    /// <summary>
+    /// Whether a value read since <paramref name="generationBefore"/> may be cached: only if no invalidation happened
+    /// while it was read, so a stale row (a deleted profile, a revoked grant) never outlives a refresh.
+    /// </summary>
+    private bool StillCurrent(long generationBefore) => generationBefore == Volatile.Read(ref _generation);
+
+    /// <summary>Bounded memory: a full cache starts over; the hot entries come back on their next use.</summary>
+    private static void AddBounded<TKey, TValue>(ConcurrentDictionary<TKey, TValue> cache, TKey key, TValue value)
+        where TKey : notnull
+    {
+        if (cache.Count >= MaxGrantEntries)
+        {
+            cache.Clear();
+        }
+        cache[key] = value;
     }
 
     /// <summary>Drops everything; called after this process changes a profile or revokes a grant itself.</summary>
