@@ -30,8 +30,7 @@ internal sealed class TokenActivity(ITokenStore store, TimeProvider time, ILogge
         {
             return;
         }
-        long hour = time.GetUtcNow().ToUnixTimeMilliseconds() / HourMilliseconds * HourMilliseconds;
-        var key = (clientId, hour);
+        var key = (clientId, CurrentHour());
         if (!_pending.TryGetValue(key, out var counts))
         {
             if (_pending.Count >= MaxPendingKeys)
@@ -56,7 +55,7 @@ internal sealed class TokenActivity(ITokenStore store, TimeProvider time, ILogge
         await _flushing.WaitAsync(ct);
         try
         {
-            long currentHour = time.GetUtcNow().ToUnixTimeMilliseconds() / HourMilliseconds * HourMilliseconds;
+            long currentHour = CurrentHour();
             var deltas = new List<TokenActivityDelta>();
             foreach (var (key, counts) in _pending)
             {
@@ -122,6 +121,9 @@ internal sealed class TokenActivity(ITokenStore store, TimeProvider time, ILogge
             logger.LogWarning("Token activity could not be saved: {Error}", e.Message);
         }
     }
+
+    /// <summary>The start of the current hour, in Unix milliseconds: the chart's bucket.</summary>
+    private long CurrentHour() => time.GetUtcNow().ToUnixTimeMilliseconds() / HourMilliseconds * HourMilliseconds;
 
     private sealed class Counts
     {
