@@ -36,7 +36,11 @@ internal static class TollgateServer
         MasterKeys? master;
         try
         {
-            builder = WebApplication.CreateSlimBuilder(args);
+            // The host's own appsettings.json sources watch the content root (the working directory, where the
+            // default tollgate.db lives) for changes, recursively: every commit to the database then woke a watcher
+            // thread, 10% of the CPU under a rotate load in a perf profile. Tollgate reads tollgate.json once at
+            // start (restart to apply a change), so nothing needs the watch.
+            builder = WebApplication.CreateSlimBuilder([.. args, "--hostBuilder:reloadConfigOnChange=false"]);
             builder.Configuration.AddTollgateSources();
             options = TollgateOptions.Load(builder.Configuration);
             configure?.Invoke(options);
