@@ -16,7 +16,7 @@ public class HotPathBenchmarks : IDisposable
     private const string ClientId = "amzn1.application-oa2-client.20534a91be57487e9c3547dada8a7394";
 
     private readonly AccessTokenCodec _codec = new(new Dictionary<int, byte[]> { [1] = Secrets.NewAccessTokenKey() }, 1);
-    private readonly string _refreshToken = Secrets.NewRefreshToken();
+    private readonly string _refreshToken = Secrets.NewRefreshToken(DateTimeOffset.UtcNow);
     private readonly byte[] _secretHash = Secrets.Hash(Seeder.BenchSecret);
     private readonly AccessTokenClaims _claims = new(
         ClientId, "amzn1.account.AF3ZKXQ2CJ3UJ6NXXXXXXXXXXXXA", "profile", 42, DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch.AddHours(1));
@@ -41,13 +41,13 @@ public class HotPathBenchmarks : IDisposable
     [Benchmark]
     public long OpenAccessToken() => _codec.Open(_accessToken)!.GrantId;
 
-    /// <summary>A new refresh token: 256 CSPRNG bits, base64url.</summary>
+    /// <summary>A new refresh token: its issue time and 256 CSPRNG bits, base64url.</summary>
     [Benchmark]
-    public string NewRefreshToken() => Secrets.NewRefreshToken();
+    public string NewRefreshToken() => Secrets.NewRefreshToken(DateTimeOffset.UnixEpoch);
 
-    /// <summary>The store key of a refresh token: SHA-256 of its bytes.</summary>
+    /// <summary>The store key of a refresh token: its issue time and the SHA-256 of its bytes.</summary>
     [Benchmark]
-    public byte[] HashRefreshToken() => Secrets.Hash(_refreshToken);
+    public byte[] HashRefreshToken() => Secrets.StoreKey(_refreshToken);
 
     /// <summary>Client authentication: SHA-256 of the presented secret and a fixed-time compare.</summary>
     [Benchmark]

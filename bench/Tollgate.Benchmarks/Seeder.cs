@@ -1,6 +1,5 @@
 using System.Data.Common;
 using System.Globalization;
-using System.Security.Cryptography;
 using Microsoft.Data.Sqlite;
 using Npgsql;
 using Tollgate.Server.Crypto;
@@ -96,10 +95,14 @@ internal static class Seeder
                 owners[i] = filler[i % filler.Count];
             }
             var grants = InsertGrants(tx, owners, user, now);
+            // Keys as the server makes them (Secrets.StoreKey), issued over the past 30 days in order, as a store
+            // that has been in service for a month holds them; nobody ever presents these tokens.
             var rows = new List<(byte[] Hash, long Grant)>(tokens);
-            foreach (long grant in grants)
+            var issued = DateTimeOffset.FromUnixTimeMilliseconds(now) - TimeSpan.FromDays(30);
+            var step = TimeSpan.FromDays(30) / tokens;
+            for (int i = 0; i < grants.Count; i++)
             {
-                rows.Add((RandomNumberGenerator.GetBytes(Secrets.HashLength), grant));
+                rows.Add((Secrets.StoreKey(Secrets.NewRefreshToken(issued + step * i)), grants[i]));
             }
             InsertTokens(tx, rows, now);
         }
@@ -129,10 +132,10 @@ internal static class Seeder
         var codes = new string[count];
         for (int i = 0; i < count; i++)
         {
-            codes[i] = Secrets.NewAuthorizationCode();
+            codes[i] = Secrets.NewAuthorizationCode(DateTimeOffset.FromUnixTimeMilliseconds(now));
         }
         InsertRows(tx, "INSERT INTO authorization_codes (code_hash, profile_id, user_id, redirect_uri, scope, created_at, expires_at) VALUES ",
-            "(@h{0}, @p, @u, @r, 'profile', @t, @e)", codes, (command, i, code) => Add(command, $"@h{i}", Secrets.Hash(code)),
+            "(@h{0}, @p, @u, @r, 'profile', @t, @e)", codes, (command, i, code) => Add(command, $"@h{i}", Secrets.StoreKey(code)),
             command =>
             {
                 Add(command, "@p", profile);
@@ -183,8 +186,8 @@ internal static class Seeder
         var values = new List<string>(count);
         foreach (long grant in grants)
         {
-            string token = Secrets.NewRefreshToken();
-            rows.Add((Secrets.Hash(token), grant));
+            string token = Secrets.NewRefreshToken(DateTimeOffset.FromUnixTimeMilliseconds(now));
+            rows.Add((Secrets.StoreKey(token), grant));
             values.Add(token);
         }
         return values;

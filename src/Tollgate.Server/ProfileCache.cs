@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Tollgate.Server.Crypto;
 using Tollgate.Server.Storage;
 
 namespace Tollgate.Server;
@@ -35,11 +36,18 @@ internal sealed class ProfileCache(ITokenStore store, TollgateOptions options, I
     private readonly ConcurrentDictionary<long, bool> _activeGrants = new();
     private readonly ConcurrentDictionary<TokenKey, RefreshToken> _reusableTokens = new();
 
-    /// <summary>A SHA-256 as four words: a dictionary key that compares by value without a custom comparer.</summary>
+    /// <summary>
+    /// The SHA-256 at the end of a store key (<see cref="Secrets.StoreKey"/>) as four words: a dictionary key that
+    /// compares by value without a custom comparer.
+    /// </summary>
     private readonly record struct TokenKey(ulong A, ulong B, ulong C, ulong D)
     {
-        public static TokenKey Of(byte[] hash) => new(
-            BitConverter.ToUInt64(hash, 0), BitConverter.ToUInt64(hash, 8), BitConverter.ToUInt64(hash, 16), BitConverter.ToUInt64(hash, 24));
+        public static TokenKey Of(byte[] storeKey)
+        {
+            int at = storeKey.Length - Secrets.HashLength;
+            return new(BitConverter.ToUInt64(storeKey, at), BitConverter.ToUInt64(storeKey, at + 8),
+                BitConverter.ToUInt64(storeKey, at + 16), BitConverter.ToUInt64(storeKey, at + 24));
+        }
     }
     private long _generation = -1;
 

@@ -87,7 +87,7 @@ public sealed class CliTests : IDisposable
         var code = (await Tollgate("code", "issue", "--client-id", PageClientId, "--return-url", PageRedirectUri, "--user", "ana@example.com", "--db", Db)).AssertSuccess();
 
         Assert.Matches("^amzn1\\.account\\.[A-Z2-7]{28}$", user.Json.GetProperty("user_id").GetString());
-        Assert.Matches("^[A-Za-z0-9_-]{43}\n$", code.Stdout);
+        Assert.Matches("^[A-Za-z0-9_-]{51}\n$", code.Stdout);
     }
 
     [Theory, Stores]
@@ -192,7 +192,7 @@ public sealed class CliTests : IDisposable
             {
                 for (int k = 0; k < chain.Count; k++)
                 {
-                    var found = await check.FindRefreshTokenAsync(global::Tollgate.Server.Crypto.Secrets.Hash(chain[k]), CancellationToken.None);
+                    var found = await check.FindRefreshTokenAsync(global::Tollgate.Server.Crypto.Secrets.StoreKey(chain[k]), CancellationToken.None);
                     Assert.True(found is not null, $"answered refresh token {k} of {chain.Count} in its chain is missing after kill -9");
                     if (k < chain.Count - 1)
                     {

@@ -87,11 +87,11 @@ public sealed class HousekeepingTests
         // the token's row (or the single SQLite writer): one rotates, the rest are replays inside the grace window.
         await using var host = await TollgateHost.StartAsync(store);
         var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
-        var hash = Server.Crypto.Secrets.Hash(tokens.RefreshToken);
+        var hash = Server.Crypto.Secrets.StoreKey(tokens.RefreshToken);
         var now = host.Clock.GetUtcNow();
 
         var outcomes = await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => Task.Run(() => host.Store.RotateRefreshTokenAsync(
-            hash, Server.Crypto.Secrets.Hash(Server.Crypto.Secrets.NewRefreshToken()), now, TimeSpan.FromSeconds(30), CancellationToken.None))));
+            hash, Server.Crypto.Secrets.StoreKey(Server.Crypto.Secrets.NewRefreshToken(now)), now, TimeSpan.FromSeconds(30), CancellationToken.None))));
 
         Assert.Single(outcomes, o => o == Server.Storage.RotationOutcome.Rotated);
         Assert.Equal(99, outcomes.Count(o => o == Server.Storage.RotationOutcome.ReplayedWithinGrace));

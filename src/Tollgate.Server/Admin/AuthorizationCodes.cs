@@ -51,10 +51,10 @@ internal static class AuthorizationCodes
             return AdminResult<string>.Refused(pkceProblem);
         }
 
-        string code = Secrets.NewAuthorizationCode();
         var now = time.GetUtcNow();
+        string code = Secrets.NewAuthorizationCode(now);
         await store.InsertCodeAsync(new NewCode(
-            Secrets.Hash(code), profile.RowId, user.RowId, request.ReturnUrl, scope.Value,
+            Secrets.StoreKey(code), profile.RowId, user.RowId, request.ReturnUrl, scope.Value,
             request.CodeChallenge, request.CodeChallenge is null ? null : request.CodeChallengeMethod ?? "plain",
             now, now + options.AuthorizationCodeLifetime), ct);
         return code;

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Buffers.Text;
 using System.Security.Cryptography;
 using System.Text;
@@ -128,11 +129,56 @@ internal static class Secrets
     /// <summary><c>amzn1.account.</c> + 28 upper-case base32 characters, like Amazon's account ids.</summary>
     public static string NewUserId() => "amzn1.account." + RandomBase32(28);
 
-    /// <summary>256 random bits, base64url: safe to paste into <c>curl --data</c>.</summary>
-    public static string NewAuthorizationCode() => RandomUrlSafe(32);
+    /// <summary>Its issue time and 256 random bits, base64url (see <see cref="StoreKey"/>): safe to paste into <c>curl --data</c>.</summary>
+    public static string NewAuthorizationCode(DateTimeOffset issuedAt) => NewTimeOrdered(issuedAt);
 
-    /// <summary><c>Atzr|</c> + 256 random bits, base64url.</summary>
-    public static string NewRefreshToken() => RefreshTokenPrefix + RandomUrlSafe(32);
+    /// <summary><c>Atzr|</c> + its issue time and 256 random bits, base64url (see <see cref="StoreKey"/>).</summary>
+    public static string NewRefreshToken(DateTimeOffset issuedAt) => RefreshTokenPrefix + NewTimeOrdered(issuedAt);
+
+    // ---- Store keys of refresh tokens and authorization codes ----
+
+    private const int IssuedAtBytes = 6;
+    private const int IssuedAtChars = 8; // base64url of 6 bytes, no padding
+    private const int TimeOrderedChars = 51; // base64url of 6 + 32 bytes, no padding
+
+    /// <summary>
+    /// What the store keeps, and looks up, for a refresh token or an authorization code: the 6 bytes of its issue
+    /// time followed by the SHA-256 of the whole value. A value without the time (issued before Tollgate put it
+    /// there, or not ours at all) is keyed by the SHA-256 alone; the two kinds of key differ in length, so they can
+    /// never be equal.
+    /// </summary>
+    /// <remarks>
+    /// Why the time: a key that is only a hash lands on a random page of the table's B-tree, so every write of a
+    /// batch dirtied a page of its own (a rotation two: the token it consumes and the one it stores), and each such
+    /// page is written whole to the WAL and synced. Keys that grow with time put the new rows of a batch, and the
+    /// recently issued rows a rotation consumes, on the same few pages at the end of the tree, as UUIDv7 and ULID do
+    /// for the same reason (measured in docs/performance.md). It costs nothing in secrecy: the 256 random bits are
+    /// unchanged, the time is only what its holder already knows (when it got the value), and a forged time changes
+    /// the hash too, so it finds nothing.
+    /// </remarks>
+    public static byte[] StoreKey(ReadOnlySpan<char> value)
+    {
+        var body = value.StartsWith(RefreshTokenPrefix, StringComparison.Ordinal) ? value[RefreshTokenPrefix.Length..] : value;
+        Span<byte> issuedAt = stackalloc byte[IssuedAtBytes];
+        bool timeOrdered = body.Length == TimeOrderedChars
+            && Base64Url.TryDecodeFromChars(body[..IssuedAtChars], issuedAt, out int decoded) && decoded == IssuedAtBytes;
+        var key = new byte[(timeOrdered ? IssuedAtBytes : 0) + HashLength];
+        if (timeOrdered)
+        {
+            issuedAt.CopyTo(key);
+        }
+        Hash(value, key.AsSpan(key.Length - HashLength));
+        return key;
+    }
+
+    private static string NewTimeOrdered(DateTimeOffset issuedAt)
+    {
+        Span<byte> raw = stackalloc byte[2 + IssuedAtBytes + 32];
+        // Big-endian milliseconds since 1970, so that byte order is time order; 6 bytes last until the year 10889.
+        BinaryPrimitives.WriteInt64BigEndian(raw, Math.Max(0, issuedAt.ToUnixTimeMilliseconds()));
+        RandomNumberGenerator.Fill(raw[(2 + IssuedAtBytes)..]);
+        return Base64Url.EncodeToString(raw[2..]);
+    }
 
     /// <summary>A device code (LWA codepair): 256 random bits, base64url; only the device ever sees it.</summary>
     public static string NewDeviceCode() => RandomUrlSafe(32);

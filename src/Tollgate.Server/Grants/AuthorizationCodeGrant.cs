@@ -26,7 +26,7 @@ internal sealed class AuthorizationCodeGrant(ITokenStore store, AccessTokenIssue
         }
 
         // 2. The code exists and belongs to this client. One answer for both, so a client cannot probe other clients' codes.
-        var codeHash = codeValue.Length <= MaxCodeLength ? Secrets.Hash(codeValue) : null;
+        var codeHash = codeValue.Length <= MaxCodeLength ? Secrets.StoreKey(codeValue) : null;
         var code = codeHash is null ? null : await store.FindCodeAsync(codeHash, ct);
         if (code is null || code.ProfileRowId != client.RowId)
         {
@@ -68,8 +68,9 @@ internal sealed class AuthorizationCodeGrant(ITokenStore store, AccessTokenIssue
     /// <summary>Atomic in the store: if another request redeemed the code a moment ago, this one is the replay.</summary>
     private async ValueTask<GrantResult> RedeemAsync(byte[] codeHash, AuthorizationCode code, Profile client, CancellationToken ct)
     {
-        string refreshToken = Secrets.NewRefreshToken();
-        var redemption = await store.RedeemCodeAsync(codeHash, Secrets.Hash(refreshToken), time.GetUtcNow(), ct);
+        var now = time.GetUtcNow();
+        string refreshToken = Secrets.NewRefreshToken(now);
+        var redemption = await store.RedeemCodeAsync(codeHash, Secrets.StoreKey(refreshToken), now, ct);
         return redemption.Outcome switch
         {
             CodeRedemptionOutcome.Redeemed => issuer.Issue(client.ClientId, code.UserId, code.Scope, redemption.GrantId, refreshToken, echoScope: false),

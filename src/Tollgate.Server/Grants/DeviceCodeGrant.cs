@@ -36,8 +36,9 @@ internal sealed class DeviceCodeGrant(ITokenStore store, AccessTokenIssuer issue
         }
 
         // 2. One atomic poll: pending, too fast, denied, expired, or approved and redeemed now.
-        string refreshToken = Secrets.NewRefreshToken();
-        var poll = await store.PollDeviceCodeAsync(Secrets.Hash(deviceCode), userCode, client?.RowId, Secrets.Hash(refreshToken), time.GetUtcNow(), ct);
+        var now = time.GetUtcNow();
+        string refreshToken = Secrets.NewRefreshToken(now);
+        var poll = await store.PollDeviceCodeAsync(Secrets.Hash(deviceCode), userCode, client?.RowId, Secrets.StoreKey(refreshToken), now, ct);
         GrantResult result = poll.Outcome switch
         {
             DevicePollOutcome.Approved => issuer.Issue(poll.ClientId!, poll.UserId!, poll.Scope!, poll.GrantId, refreshToken, echoScope: false),

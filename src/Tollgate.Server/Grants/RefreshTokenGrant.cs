@@ -29,7 +29,7 @@ internal sealed class RefreshTokenGrant(
         }
 
         // 2. It exists and was issued to this client.
-        var presentedHash = Secrets.Hash(presented);
+        var presentedHash = Secrets.StoreKey(presented);
         // Under reuse the same token comes back again and again: its record is cached (see ProfileCache).
         // Under rotate each token is used once, and the write below re-reads its state anyway.
         var token = client.RefreshPolicy == RefreshPolicy.Reuse
@@ -70,8 +70,9 @@ internal sealed class RefreshTokenGrant(
         }
 
         // 5b. rotate: consume it and store the successor atomically, before anyone sees the successor.
-        string successor = Secrets.NewRefreshToken();
-        var outcome = await store.RotateRefreshTokenAsync(presentedHash, Secrets.Hash(successor), time.GetUtcNow(), options.RotationGrace, ct);
+        var now = time.GetUtcNow();
+        string successor = Secrets.NewRefreshToken(now);
+        var outcome = await store.RotateRefreshTokenAsync(presentedHash, Secrets.StoreKey(successor), now, options.RotationGrace, ct);
         if (outcome == RotationOutcome.ReuseDetected)
         {
             cache.Invalidate(); // the grant is revoked (durably, by now): its access tokens must stop working here at once
