@@ -151,4 +151,38 @@ public sealed class StorageTests : IDisposable
         count.CommandText = "SELECT group_concat(key) FROM (SELECT key FROM meta WHERE key IN ('a', 'b', 'c') ORDER BY key)";
         Assert.Equal("a,c", count.ExecuteScalar());
     }
+
+    [Fact]
+    public async Task Under_a_steady_write_load_the_wal_starts_over_instead_of_growing_without_bound()
+    {
+        // SQLite only starts its WAL over when every frame has been checkpointed at the start of a write; a writer
+        // that is never idle never gets there, and the WAL used to grow by every byte written (a disk filled in hours).
+        string path = Path.Combine(_directory, "wal.db");
+        await using var store = SqliteTokenStore.Open(path);
+        await store.MigrateAsync(CancellationToken.None);
+        await store.Writer.WriteAsync(s => s.Execute("CREATE TABLE filler (id INTEGER PRIMARY KEY, data BLOB NOT NULL)"));
+        const long FrameBytes = 4096 + 24;
+        int writes = 3 * GroupCommitWriter.WalRestartFrames; // one 4 KB row, so at least one WAL frame, each
+        int started = 0;
+        long largestWal = 0;
+
+        var writers = Enumerable.Range(0, 32).Select(_ => Task.Run(async () =>
+        {
+            while (Interlocked.Increment(ref started) <= writes)
+            {
+                await store.Writer.WriteAsync(s => s.Command("INSERT INTO filler (data) VALUES (randomblob(4000))").ExecuteNonQuery());
+            }
+        })).ToList();
+        var all = Task.WhenAll(writers);
+        while (!all.IsCompleted)
+        {
+            largestWal = Math.Max(largestWal, new FileInfo(path + "-wal") is { Exists: true } wal ? wal.Length : 0);
+            await Task.Delay(10);
+        }
+        await all;
+
+        // Without restarts the WAL would hold every frame written: at least `writes` of them.
+        Assert.True(largestWal < 2 * GroupCommitWriter.WalRestartFrames * FrameBytes,
+            $"the WAL reached {largestWal / (1 << 20)} MiB for {writes * FrameBytes / (1 << 20)} MiB written");
+    }
 }

@@ -43,6 +43,9 @@ internal static class TollgateTelemetry
     public static readonly Counter<long> CommitFailures = Meter.CreateCounter<long>(
         "tollgate.store.commit.failures", "{commit}", "Group commits that failed (store unavailable); their writes answered 503");
 
+    public static readonly Counter<long> WalRestarts = Meter.CreateCounter<long>(
+        "tollgate.store.wal.restarts", "{restart}", "Times the SQLite writer sent the WAL back to its start (see GroupCommitWriter.RestartWal)");
+
     public static readonly Counter<long> Throttled = Meter.CreateCounter<long>(
         "tollgate.throttled", "{request}", "Requests refused with 429, by limit");
 

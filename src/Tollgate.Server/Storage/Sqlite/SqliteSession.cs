@@ -9,6 +9,8 @@ namespace Tollgate.Server.Storage.Sqlite;
 /// </summary>
 internal sealed class SqliteSession : IDisposable
 {
+    public const int BusyTimeoutMilliseconds = 3000;
+
     private readonly Dictionary<string, SqliteCommand> _commands = new(StringComparer.Ordinal);
 
     public SqliteSession(string connectionString)
@@ -18,7 +20,7 @@ internal sealed class SqliteSession : IDisposable
         // Per-connection settings. synchronous=FULL in WAL mode fsyncs the WAL on every commit:
         // a commit that returned survives power loss, not just a process crash. busy_timeout lets
         // the admin CLI and a running server (or two servers) share the file without SQLITE_BUSY.
-        Execute("PRAGMA busy_timeout = 3000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
+        Execute($"PRAGMA busy_timeout = {BusyTimeoutMilliseconds}; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
     }
 
     public SqliteConnection Connection { get; }
