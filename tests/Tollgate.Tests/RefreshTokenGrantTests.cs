@@ -1,4 +1,6 @@
 using System.Net;
+using Tollgate.Server.Crypto;
+using Tollgate.Server.Storage;
 using Tollgate.Tests.Infrastructure;
 
 namespace Tollgate.Tests;
@@ -171,5 +173,51 @@ public sealed class RefreshTokenGrantTests
 
         Assert.All(replies, r => Assert.Equal(HttpStatusCode.OK, r.Status));
         Assert.Equal(20, replies.Select(r => r.RefreshToken).Distinct().Count());
+    }
+
+    [Theory, Stores]
+    public async Task Codes_and_refresh_tokens_issued_before_keys_carried_their_issue_time_still_work(StoreKind store)
+    {
+        // Until store keys began with the issue time (Secrets.StoreKey), codes and refresh tokens were 256 random
+        // bits keyed by their SHA-256 alone. Those already in the hands of clients must keep working.
+        await using var host = await TollgateHost.StartAsync(store);
+        var profile = await host.CreateProfileAsync(refreshPolicy: "rotate");
+        var user = await host.CreateUserAsync();
+        var profileRow = (await host.Store.FindProfileAsync(profile.ClientId, CancellationToken.None))!.RowId;
+        var userRow = (await host.Store.FindUserByEmailAsync(user.Email, CancellationToken.None))!.RowId;
+        var now = host.Clock.GetUtcNow();
+        async Task<string> OldCodeAsync()
+        {
+            string code = Secrets.RandomUrlSafe(32);
+            await host.Store.InsertCodeAsync(new NewCode(
+                Secrets.Hash(code), profileRow, userRow, TollgateHost.ReturnUrl, "profile", null, null, now, now.AddMinutes(5)), CancellationToken.None);
+            return code;
+        }
+
+        var exchanged = await host.PostTokenAsync(TollgateHost.WithClient(profile,
+            ("grant_type", "authorization_code"), ("code", await OldCodeAsync()), ("redirect_uri", TollgateHost.ReturnUrl)));
+        string oldRefreshToken = Secrets.RefreshTokenPrefix + Secrets.RandomUrlSafe(32);
+        var redeemed = await host.Store.RedeemCodeAsync(Secrets.Hash(await OldCodeAsync()), Secrets.Hash(oldRefreshToken), now, CancellationToken.None);
+        var rotated = await host.RefreshAsync(profile, oldRefreshToken);
+        var rotatedAgain = await host.RefreshAsync(profile, rotated.RefreshToken);
+
+        Assert.Equal(HttpStatusCode.OK, exchanged.Status);
+        Assert.Equal(CodeRedemptionOutcome.Redeemed, redeemed.Outcome);
+        Assert.Equal(HttpStatusCode.OK, rotated.Status);
+        Assert.Equal(oldRefreshToken.Length + 8, rotated.RefreshToken.Length); // the successor carries its issue time
+        Assert.Equal(HttpStatusCode.OK, rotatedAgain.Status);
+    }
+
+    [Theory, Stores]
+    public async Task A_refresh_token_of_the_right_length_that_is_not_base64url_is_refused_as_unknown(StoreKind store)
+    {
+        await using var host = await TollgateHost.StartAsync(store);
+        var (profile, _) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+        string before = host.Snapshot();
+
+        var reply = await host.RefreshAsync(profile, Secrets.RefreshTokenPrefix + new string('!', 51));
+
+        reply.AssertError(HttpStatusCode.BadRequest, "invalid_grant");
+        Assert.Equal(before, host.Snapshot());
     }
 }

@@ -160,8 +160,10 @@ internal static class Secrets
     {
         var body = value.StartsWith(RefreshTokenPrefix, StringComparison.Ordinal) ? value[RefreshTokenPrefix.Length..] : value;
         Span<byte> issuedAt = stackalloc byte[IssuedAtBytes];
+        // DecodeFromChars reports bad input instead of throwing (TryDecodeFromChars throws): the value is the caller's.
         bool timeOrdered = body.Length == TimeOrderedChars
-            && Base64Url.TryDecodeFromChars(body[..IssuedAtChars], issuedAt, out int decoded) && decoded == IssuedAtBytes;
+            && Base64Url.DecodeFromChars(body[..IssuedAtChars], issuedAt, out _, out int decoded) == OperationStatus.Done
+            && decoded == IssuedAtBytes;
         var key = new byte[(timeOrdered ? IssuedAtBytes : 0) + HashLength];
         if (timeOrdered)
         {
