@@ -89,9 +89,11 @@ public sealed class HousekeepingTests
         var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
         var hash = Server.Crypto.Secrets.StoreKey(tokens.RefreshToken);
         var now = host.Clock.GetUtcNow();
+        long profileRow = (await host.Store.FindProfileAsync(profile.ClientId, CancellationToken.None))!.RowId;
 
-        var outcomes = await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => Task.Run(() => host.Store.RotateRefreshTokenAsync(
-            hash, Server.Crypto.Secrets.StoreKey(Server.Crypto.Secrets.NewRefreshToken(now)), now, TimeSpan.FromSeconds(30), CancellationToken.None))));
+        var rotations = await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => Task.Run(() => host.Store.RotateRefreshTokenAsync(
+            hash, Server.Crypto.Secrets.StoreKey(Server.Crypto.Secrets.NewRefreshToken(now)), profileRow, now, TimeSpan.FromSeconds(30), CancellationToken.None))));
+        var outcomes = rotations.Select(r => r.Outcome).ToList();
 
         Assert.Single(outcomes, o => o == Server.Storage.RotationOutcome.Rotated);
         Assert.Equal(99, outcomes.Count(o => o == Server.Storage.RotationOutcome.ReplayedWithinGrace));

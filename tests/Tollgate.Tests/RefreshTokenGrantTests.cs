@@ -119,6 +119,26 @@ public sealed class RefreshTokenGrantTests
     }
 
     [Theory, Stores]
+    public async Task Under_rotate_a_refresh_token_of_another_client_changes_nothing_and_stays_usable_by_its_owner(StoreKind store)
+    {
+        // The rotate path checks the client inside the store's write (no read before it): a foreign client must not
+        // consume the token, or anyone holding a leaked token could burn its owner's family.
+        await using var host = await TollgateHost.StartAsync(store);
+        var (owner, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+        var other = await host.CreateProfileAsync(refreshPolicy: "rotate");
+        string before = host.Snapshot();
+
+        var foreign = await host.RefreshAsync(other, tokens.RefreshToken);
+        string after = host.Snapshot();
+        host.Clock.Advance(TimeSpan.FromMinutes(10)); // past the grace window: had it been consumed, this would be reuse
+        var owners = await host.RefreshAsync(owner, tokens.RefreshToken);
+
+        foreign.AssertError(HttpStatusCode.BadRequest, "invalid_grant");
+        Assert.Equal(before, after);
+        Assert.Equal(HttpStatusCode.OK, owners.Status);
+    }
+
+    [Theory, Stores]
     public async Task A_refresh_may_narrow_the_scope_but_not_widen_it(StoreKind store)
     {
         await using var host = await TollgateHost.StartAsync(store);

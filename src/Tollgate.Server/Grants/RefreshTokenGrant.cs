@@ -30,14 +30,20 @@ internal sealed class RefreshTokenGrant(
 
         // 2. It exists and was issued to this client.
         var presentedHash = Secrets.StoreKey(presented);
+        if (client.RefreshPolicy == RefreshPolicy.Rotate && request.Scope is null)
+        {
+            // The common rotate request: the store reads the token, checks that it is this client's and that its
+            // grant is alive, and rotates it, all in its one write (steps 2, 3 and 5b at once). A read of our own first
+            // would be a second trip to the store, on SQLite through a reader whose page cache every commit empties.
+            return await RotateAsync(presentedHash, client, narrowedScope: null, ct);
+        }
         // Under reuse the same token comes back again and again: its record is cached (see ProfileCache).
-        // Under rotate each token is used once, and the write below re-reads its state anyway.
         var token = client.RefreshPolicy == RefreshPolicy.Reuse
             ? await cache.FindReusableRefreshTokenAsync(presentedHash, ct)
             : await store.FindRefreshTokenAsync(presentedHash, ct);
         if (token is null || token.ProfileRowId != client.RowId)
         {
-            return OAuthError.InvalidGrant("refresh_token", "The refresh token is unknown, or was issued to another client.");
+            return UnknownToken();
         }
 
         // 3. Its grant is alive (not removed by the user, replayed, or revoked).
@@ -69,10 +75,17 @@ internal sealed class RefreshTokenGrant(
             return issuer.Issue(client.ClientId, token.UserId, scope, token.GrantId, presented, echoScope: false);
         }
 
-        // 5b. rotate: consume it and store the successor atomically, before anyone sees the successor.
+        // 5b. rotate (or a token consumed while its client rotated): consume it and store the successor atomically,
+        //     before anyone sees the successor. The store checks it again inside its write.
+        return await RotateAsync(presentedHash, client, scope, ct);
+    }
+
+    private async ValueTask<GrantResult> RotateAsync(byte[] presentedHash, Profile client, string? narrowedScope, CancellationToken ct)
+    {
         var now = time.GetUtcNow();
         string successor = Secrets.NewRefreshToken(now);
-        var outcome = await store.RotateRefreshTokenAsync(presentedHash, Secrets.StoreKey(successor), now, options.RotationGrace, ct);
+        var (outcome, token) = await store.RotateRefreshTokenAsync(
+            presentedHash, Secrets.StoreKey(successor), client.RowId, now, options.RotationGrace, ct);
         if (outcome == RotationOutcome.ReuseDetected)
         {
             cache.Invalidate(); // the grant is revoked (durably, by now): its access tokens must stop working here at once
@@ -80,20 +93,23 @@ internal sealed class RefreshTokenGrant(
         return outcome switch
         {
             RotationOutcome.Rotated or RotationOutcome.ReplayedWithinGrace =>
-                issuer.Issue(client.ClientId, token.UserId, scope, token.GrantId, successor, echoScope: false),
+                issuer.Issue(client.ClientId, token!.UserId, narrowedScope ?? token.Scope, token.GrantId, successor, echoScope: false),
             RotationOutcome.ReuseDetected => OAuthError.InvalidGrant(
                 "refresh_token",
                 $"This refresh token was already used and replaced more than {options.RotationGraceSeconds} s ago. Replaying it suggests it was "
                 + "stolen, so its whole token family has been revoked (RFC 9700 §4.14); the user must authorize again. "
                 + "Always keep the refresh token returned last.") with
             {
-                Audit = new AuditNote(Audit.AuditEvents.FamilyRevoked, token.UserId,
+                Audit = new AuditNote(Audit.AuditEvents.FamilyRevoked, token!.UserId,
                     $"rotated refresh token replayed after the grace window; grant {token.GrantId} revoked"),
             },
             RotationOutcome.GrantRevoked => GrantRevoked(),
-            _ => OAuthError.InvalidGrant("refresh_token", "The refresh token is unknown, or was issued to another client."),
+            _ => UnknownToken(),
         };
     }
+
+    private static OAuthError UnknownToken() =>
+        OAuthError.InvalidGrant("refresh_token", "The refresh token is unknown, or was issued to another client.");
 
     private static OAuthError GrantRevoked() => OAuthError.InvalidGrant(
         "refresh_token", "The grant behind this refresh token has been revoked; the user must authorize again.");

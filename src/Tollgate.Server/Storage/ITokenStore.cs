@@ -79,12 +79,15 @@ internal partial interface ITokenStore : IAsyncDisposable
     Task<RefreshToken?> FindRefreshTokenAsync(byte[] tokenHash, CancellationToken ct);
 
     /// <summary>
-    /// For the <c>rotate</c> policy: consumes the presented token and stores its successor, atomically, durable on return.
-    /// A token consumed less than <paramref name="graceWindow"/> ago still yields a successor; one consumed earlier
-    /// revokes its whole grant (RFC 9700 §4.14).
+    /// For the <c>rotate</c> policy: reads the presented token and, if it was issued to <paramref name="profileRowId"/>,
+    /// consumes it and stores its successor, atomically, durable on return. A token of another client is
+    /// <see cref="RotationOutcome.Unknown"/> and changes nothing. A token consumed less than
+    /// <paramref name="graceWindow"/> ago still yields a successor; one consumed earlier revokes its whole grant
+    /// (RFC 9700 §4.14). The result carries the token as it was read (null when unknown), so the caller needs no
+    /// read of its own.
     /// </summary>
-    Task<RotationOutcome> RotateRefreshTokenAsync(
-        byte[] presentedHash, byte[] successorHash, DateTimeOffset now, TimeSpan graceWindow, CancellationToken ct);
+    Task<Rotation> RotateRefreshTokenAsync(
+        byte[] presentedHash, byte[] successorHash, long profileRowId, DateTimeOffset now, TimeSpan graceWindow, CancellationToken ct);
 
     /// <summary>True while the grant exists and is not revoked; access tokens die with their grant.</summary>
     Task<bool> IsGrantActiveAsync(long grantId, CancellationToken ct);

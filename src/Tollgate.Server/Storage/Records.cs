@@ -98,6 +98,9 @@ internal sealed record RefreshToken(
     DateTimeOffset? ConsumedAt,
     bool GrantRevoked);
 
+/// <summary>What a rotation did, and the presented token as it was before (null when unknown or another client's).</summary>
+internal sealed record Rotation(RotationOutcome Outcome, RefreshToken? Token);
+
 internal enum RotationOutcome
 {
     /// <summary>The token was live; it is now consumed and the successor stored.</summary>

@@ -507,14 +507,14 @@ internal sealed partial class PostgresTokenStore : ITokenStore
     // ---- Refresh tokens and grants ----
 
     public Task<RefreshToken?> FindRefreshTokenAsync(byte[] tokenHash, CancellationToken ct) => ReadAsync(async c =>
+        await ReadRefreshTokenAsync(c, null, tokenHash, lockRow: false, ct), ct);
+
+    private static async Task<RefreshToken?> ReadRefreshTokenAsync(
+        NpgsqlConnection c, NpgsqlTransaction? t, byte[] tokenHash, bool lockRow, CancellationToken ct)
     {
-        await using var command = Sql(c, null, """
-            SELECT g.id, g.profile_id, u.user_id, g.scope, t.consumed_at, g.revoked_at IS NOT NULL
-            FROM refresh_tokens t
-            JOIN grants g ON g.id = t.grant_id
-            JOIN users u ON u.id = g.user_id
-            WHERE t.token_hash = @h
-            """, ("h", tokenHash));
+        // Locking the presented token's row (not the family's) makes concurrent uses of one token take turns, each
+        // seeing the previous one's committed consumed_at; uses of different tokens never wait on each other.
+        await using var command = Sql(c, t, lockRow ? ReadRefreshTokenSql + " FOR UPDATE OF t" : ReadRefreshTokenSql, ("h", tokenHash));
         await using var reader = await command.ExecuteReaderAsync(ct);
         return await reader.ReadAsync(ct)
             ? new RefreshToken(
@@ -522,25 +522,33 @@ internal sealed partial class PostgresTokenStore : ITokenStore
                 reader.IsDBNull(4) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)),
                 reader.GetBoolean(5))
             : null;
-    }, ct);
+    }
 
-    public Task<RotationOutcome> RotateRefreshTokenAsync(
-        byte[] presentedHash, byte[] successorHash, DateTimeOffset now, TimeSpan graceWindow, CancellationToken ct) =>
+    private const string ReadRefreshTokenSql = """
+        SELECT g.id, g.profile_id, u.user_id, g.scope, t.consumed_at, g.revoked_at IS NOT NULL
+        FROM refresh_tokens t
+        JOIN grants g ON g.id = t.grant_id
+        JOIN users u ON u.id = g.user_id
+        WHERE t.token_hash = @h
+        """;
+
+    public Task<Rotation> RotateRefreshTokenAsync(
+        byte[] presentedHash, byte[] successorHash, long profileRowId, DateTimeOffset now, TimeSpan graceWindow, CancellationToken ct) =>
         _gate.RunAsync(presentedHash, async () =>
         {
             bool fastPathMayHaveCommitted = false;
             try
             {
-                if (await RotateLiveTokenAsync(presentedHash, successorHash, now, ct))
+                if (await RotateLiveTokenAsync(presentedHash, successorHash, profileRowId, now, ct) is { } rotated)
                 {
-                    return RotationOutcome.Rotated;
+                    return new Rotation(RotationOutcome.Rotated, rotated);
                 }
             }
             catch (Exception e) when (PostgresRetry.IsTransient(e) && !ct.IsCancellationRequested)
             {
                 fastPathMayHaveCommitted = true;
             }
-            return await RotateRefreshTokenCoreAsync(presentedHash, successorHash, now, graceWindow, fastPathMayHaveCommitted, ct);
+            return await RotateRefreshTokenCoreAsync(presentedHash, successorHash, profileRowId, now, graceWindow, fastPathMayHaveCommitted, ct);
         }, ct);
 
     /// <summary>
@@ -554,72 +562,67 @@ internal sealed partial class PostgresTokenStore : ITokenStore
     /// still take turns on its row lock: the second re-checks <c>consumed_at IS NULL</c> against the first's committed
     /// row, finds it consumed, and goes to the general path, which applies the grace window or reuse detection.
     /// </remarks>
-    private async Task<bool> RotateLiveTokenAsync(byte[] presentedHash, byte[] successorHash, DateTimeOffset now, CancellationToken ct)
+    private async Task<RefreshToken?> RotateLiveTokenAsync(
+        byte[] presentedHash, byte[] successorHash, long profileRowId, DateTimeOffset now, CancellationToken ct)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(ct);
-        return await ScalarAsync(connection, null, ct, """
+        // A data-modifying WITH runs to completion whether or not the final SELECT reads it (PostgreSQL docs, 7.8.4).
+        await using var command = Sql(connection, null, """
             WITH consumed AS (
                 UPDATE refresh_tokens t SET consumed_at = @t
                 FROM grants g
-                WHERE t.token_hash = @h AND t.consumed_at IS NULL AND g.id = t.grant_id AND g.revoked_at IS NULL
-                RETURNING t.grant_id)
-            INSERT INTO refresh_tokens (token_hash, grant_id, created_at)
-            SELECT @s, grant_id, @t FROM consumed
-            RETURNING 1
-            """, ("t", now.ToUnixTimeMilliseconds()), ("h", presentedHash), ("s", successorHash)) is not null;
+                WHERE t.token_hash = @h AND t.consumed_at IS NULL
+                  AND g.id = t.grant_id AND g.revoked_at IS NULL AND g.profile_id = @p
+                RETURNING t.grant_id, g.user_id, g.scope),
+            successor AS (
+                INSERT INTO refresh_tokens (token_hash, grant_id, created_at)
+                SELECT @s, grant_id, @t FROM consumed)
+            SELECT c.grant_id, u.user_id, c.scope FROM consumed c JOIN users u ON u.id = c.user_id
+            """, ("t", now.ToUnixTimeMilliseconds()), ("h", presentedHash), ("p", profileRowId), ("s", successorHash));
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        return await reader.ReadAsync(ct)
+            ? new RefreshToken(reader.GetInt64(0), profileRowId, reader.GetString(1), reader.GetString(2), ConsumedAt: null, GrantRevoked: false)
+            : null;
     }
 
-    private Task<RotationOutcome> RotateRefreshTokenCoreAsync(
-        byte[] presentedHash, byte[] successorHash, DateTimeOffset now, TimeSpan graceWindow, bool fastPathMayHaveCommitted, CancellationToken ct) =>
+    private Task<Rotation> RotateRefreshTokenCoreAsync(
+        byte[] presentedHash, byte[] successorHash, long profileRowId, DateTimeOffset now, TimeSpan graceWindow,
+        bool fastPathMayHaveCommitted, CancellationToken ct) =>
         WriteAsync(async (c, t, attempt) =>
         {
             long at = now.ToUnixTimeMilliseconds();
-            long grantId;
-            long? consumedAt;
-            // Lock the presented token's row (not the family's): concurrent uses of one token take turns and each
-            // sees the previous one's committed consumed_at; uses of different tokens never wait on each other.
-            await using (var command = Sql(c, t, """
-                SELECT t.grant_id, t.consumed_at, g.revoked_at IS NOT NULL
-                FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id
-                WHERE t.token_hash = @h
-                FOR UPDATE OF t
-                """, ("h", presentedHash)))
-            await using (var reader = await command.ExecuteReaderAsync(ct))
+            var token = await ReadRefreshTokenAsync(c, t, presentedHash, lockRow: true, ct);
+            if (token is null || token.ProfileRowId != profileRowId)
             {
-                if (!await reader.ReadAsync(ct))
-                {
-                    return RotationOutcome.Unknown;
-                }
-                if (reader.GetBoolean(2))
-                {
-                    return RotationOutcome.GrantRevoked;
-                }
-                grantId = reader.GetInt64(0);
-                consumedAt = reader.IsDBNull(1) ? null : reader.GetInt64(1);
+                return new Rotation(RotationOutcome.Unknown, null);
+            }
+            if (token.GrantRevoked)
+            {
+                return new Rotation(RotationOutcome.GrantRevoked, token);
             }
 
-            var decision = RotationRule.Decide(consumedAt, at, graceWindow);
+            var decision = RotationRule.Decide(token.ConsumedAt?.ToUnixTimeMilliseconds(), at, graceWindow);
             // Our own earlier attempt (or the fast path) may have committed before the connection dropped: the successor is ours.
             if (decision != RotationOutcome.Rotated && (attempt > 1 || fastPathMayHaveCommitted)
                 && await ScalarAsync(c, t, ct, "SELECT 1 FROM refresh_tokens WHERE token_hash = @s", ("s", successorHash)) is not null)
             {
-                return RotationOutcome.Rotated;
+                return new Rotation(RotationOutcome.Rotated, token);
             }
             switch (decision)
             {
                 case RotationOutcome.Rotated:
                     await ExecuteAsync(c, t, ct, "UPDATE refresh_tokens SET consumed_at = @t WHERE token_hash = @h", ("t", at), ("h", presentedHash));
-                    await InsertRefreshTokenAsync(c, t, successorHash, grantId, at, ct);
+                    await InsertRefreshTokenAsync(c, t, successorHash, token.GrantId, at, ct);
                     break;
                 case RotationOutcome.ReplayedWithinGrace:
                     // Perhaps through another node.
-                    await InsertRefreshTokenAsync(c, t, successorHash, grantId, at, ct);
+                    await InsertRefreshTokenAsync(c, t, successorHash, token.GrantId, at, ct);
                     break;
                 default:
-                    await RevokeGrantAsync(c, t, grantId, at, RotationRule.ReuseRevocationReason, ct);
+                    await RevokeGrantAsync(c, t, token.GrantId, at, RotationRule.ReuseRevocationReason, ct);
                     break;
             }
-            return decision;
+            return new Rotation(decision, token);
         }, ct);
 
     public Task<bool> IsGrantActiveAsync(long grantId, CancellationToken ct) => ReadAsync(async c =>

@@ -276,7 +276,10 @@ internal sealed partial class SqliteTokenStore : ITokenStore
 
     // ---- Refresh tokens and grants ----
 
-    public Task<RefreshToken?> FindRefreshTokenAsync(byte[] tokenHash, CancellationToken ct) => Task.FromResult(_readers.Read(tokenHash, static (s, tokenHash) =>
+    public Task<RefreshToken?> FindRefreshTokenAsync(byte[] tokenHash, CancellationToken ct) =>
+        Task.FromResult(_readers.Read(tokenHash, static (s, tokenHash) => ReadRefreshToken(s, tokenHash)));
+
+    private static RefreshToken? ReadRefreshToken(SqliteSession s, byte[] tokenHash)
     {
         using var reader = s.Command("""
             SELECT g.id, g.profile_id, u.user_id, g.scope, t.consumed_at, g.revoked_at IS NOT NULL
@@ -291,50 +294,41 @@ internal sealed partial class SqliteTokenStore : ITokenStore
                 reader.IsDBNull(4) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)),
                 reader.GetBoolean(5))
             : null;
-    }));
+    }
 
-    public Task<RotationOutcome> RotateRefreshTokenAsync(
-        byte[] presentedHash, byte[] successorHash, DateTimeOffset now, TimeSpan graceWindow, CancellationToken ct) =>
-        _writer.WriteAsync((presentedHash, successorHash, now, graceWindow), static (s, w) =>
+    public Task<Rotation> RotateRefreshTokenAsync(
+        byte[] presentedHash, byte[] successorHash, long profileRowId, DateTimeOffset now, TimeSpan graceWindow, CancellationToken ct) =>
+        _writer.WriteAsync((presentedHash, successorHash, profileRowId, now, graceWindow), static (s, w) =>
         {
-            var (presentedHash, successorHash, now, graceWindow) = w;
+            var (presentedHash, successorHash, profileRowId, now, graceWindow) = w;
             long at = now.ToUnixTimeMilliseconds();
-            long grantId;
-            long? consumedAt;
-            using (var reader = s.Command("""
-                SELECT t.grant_id, t.consumed_at, g.revoked_at IS NOT NULL
-                FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id
-                WHERE t.token_hash = $h
-                """).With("$h", presentedHash).ExecuteReader())
+            // The writer reads the token itself: its page cache is warm, where a reader's was emptied by the last commit.
+            var token = ReadRefreshToken(s, presentedHash);
+            if (token is null || token.ProfileRowId != profileRowId)
             {
-                if (!reader.Read())
-                {
-                    return RotationOutcome.Unknown;
-                }
-                if (reader.GetBoolean(2))
-                {
-                    return RotationOutcome.GrantRevoked;
-                }
-                grantId = reader.GetInt64(0);
-                consumedAt = reader.IsDBNull(1) ? null : reader.GetInt64(1);
+                return new Rotation(RotationOutcome.Unknown, null);
+            }
+            if (token.GrantRevoked)
+            {
+                return new Rotation(RotationOutcome.GrantRevoked, token);
             }
 
-            var decision = RotationRule.Decide(consumedAt, at, graceWindow);
+            var decision = RotationRule.Decide(token.ConsumedAt?.ToUnixTimeMilliseconds(), at, graceWindow);
             switch (decision)
             {
                 case RotationOutcome.Rotated:
                     s.Command("UPDATE refresh_tokens SET consumed_at = $t WHERE token_hash = $h")
                         .With("$t", at).With("$h", presentedHash).ExecuteNonQuery();
-                    InsertRefreshToken(s, successorHash, grantId, at);
+                    InsertRefreshToken(s, successorHash, token.GrantId, at);
                     break;
                 case RotationOutcome.ReplayedWithinGrace:
-                    InsertRefreshToken(s, successorHash, grantId, at);
+                    InsertRefreshToken(s, successorHash, token.GrantId, at);
                     break;
                 default:
-                    RevokeGrant(s, grantId, at, RotationRule.ReuseRevocationReason);
+                    RevokeGrant(s, token.GrantId, at, RotationRule.ReuseRevocationReason);
                     break;
             }
-            return decision;
+            return new Rotation(decision, token);
         });
 
     public Task<bool> IsGrantActiveAsync(long grantId, CancellationToken ct) => Task.FromResult(_readers.Read(grantId, static (s, grantId) =>
