@@ -408,20 +408,28 @@ internal sealed partial class PostgresTokenStore : ITokenStore
     public Task<CodeRedemption> RedeemCodeAsync(byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, CancellationToken ct) =>
         _gate.RunAsync(codeHash, async () =>
         {
-            bool fastPathMayHaveCommitted = false;
-            try
-            {
-                if (await RedeemFreshCodeAsync(codeHash, refreshTokenHash, now, ct) is long grantId)
-                {
-                    return new CodeRedemption(CodeRedemptionOutcome.Redeemed, grantId);
-                }
-            }
-            catch (Exception e) when (PostgresRetry.IsTransient(e) && !ct.IsCancellationRequested)
-            {
-                fastPathMayHaveCommitted = true;
-            }
-            return await RedeemCodeCoreAsync(codeHash, refreshTokenHash, now, fastPathMayHaveCommitted, ct);
+            var (grantId, mayHaveCommitted) = await TryFastPathAsync(() => RedeemFreshCodeAsync(codeHash, refreshTokenHash, now, ct), ct);
+            return grantId is { } redeemed
+                ? new CodeRedemption(CodeRedemptionOutcome.Redeemed, redeemed)
+                : await RedeemCodeCoreAsync(codeHash, refreshTokenHash, now, mayHaveCommitted, ct);
         }, ct);
+
+    /// <summary>
+    /// Runs a one-statement fast path. A transient failure (the connection dropped) is not an answer: the statement
+    /// may or may not have committed, so the caller goes the general way and is told to look for its own result there
+    /// first rather than take it for a replay. Any other failure is the caller's.
+    /// </summary>
+    private static async Task<(T Result, bool MayHaveCommitted)> TryFastPathAsync<T>(Func<Task<T>> fastPath, CancellationToken ct)
+    {
+        try
+        {
+            return (await fastPath(), false);
+        }
+        catch (Exception e) when (PostgresRetry.IsTransient(e) && !ct.IsCancellationRequested)
+        {
+            return (default!, true);
+        }
+    }
 
     /// <summary>
     /// The common case in one statement and one round trip (see <see cref="RotateLiveTokenAsync"/> for why): an
@@ -536,25 +544,18 @@ internal sealed partial class PostgresTokenStore : ITokenStore
         byte[] presentedHash, byte[] successorHash, long profileRowId, DateTimeOffset now, TimeSpan graceWindow, CancellationToken ct) =>
         _gate.RunAsync(presentedHash, async () =>
         {
-            bool fastPathMayHaveCommitted = false;
-            try
-            {
-                if (await RotateLiveTokenAsync(presentedHash, successorHash, profileRowId, now, ct) is { } rotated)
-                {
-                    return new Rotation(RotationOutcome.Rotated, rotated);
-                }
-            }
-            catch (Exception e) when (PostgresRetry.IsTransient(e) && !ct.IsCancellationRequested)
-            {
-                fastPathMayHaveCommitted = true;
-            }
-            return await RotateRefreshTokenCoreAsync(presentedHash, successorHash, profileRowId, now, graceWindow, fastPathMayHaveCommitted, ct);
+            var (rotated, mayHaveCommitted) = await TryFastPathAsync(
+                () => RotateLiveTokenAsync(presentedHash, successorHash, profileRowId, now, ct), ct);
+            return rotated is not null
+                ? new Rotation(RotationOutcome.Rotated, rotated)
+                : await RotateRefreshTokenCoreAsync(presentedHash, successorHash, profileRowId, now, graceWindow, mayHaveCommitted, ct);
         }, ct);
 
     /// <summary>
     /// The common case in one statement and one round trip: the presented token is live and its grant active, so it
     /// is consumed and its successor inserted, atomically (a single statement is its own transaction). Anything else
-    /// (unknown, consumed, revoked) changes nothing here and returns false, and the general path below decides.
+    /// (unknown, another client's, consumed, revoked) changes nothing here and returns null, and the general path below
+    /// decides.
     /// </summary>
     /// <remarks>
     /// Why: the general path takes five round trips (BEGIN and the row lock, UPDATE, INSERT, COMMIT), and on a busy
@@ -592,34 +593,27 @@ internal sealed partial class PostgresTokenStore : ITokenStore
         {
             long at = now.ToUnixTimeMilliseconds();
             var token = await ReadRefreshTokenAsync(c, t, presentedHash, lockRow: true, ct);
-            if (token is null || token.ProfileRowId != profileRowId)
-            {
-                return new Rotation(RotationOutcome.Unknown, null);
-            }
-            if (token.GrantRevoked)
-            {
-                return new Rotation(RotationOutcome.GrantRevoked, token);
-            }
-
-            var decision = RotationRule.Decide(token.ConsumedAt?.ToUnixTimeMilliseconds(), at, graceWindow);
+            var decision = RotationRule.Decide(token, profileRowId, now, graceWindow);
             // Our own earlier attempt (or the fast path) may have committed before the connection dropped: the successor is ours.
-            if (decision != RotationOutcome.Rotated && (attempt > 1 || fastPathMayHaveCommitted)
+            if ((decision is RotationOutcome.ReplayedWithinGrace or RotationOutcome.ReuseDetected) && (attempt > 1 || fastPathMayHaveCommitted)
                 && await ScalarAsync(c, t, ct, "SELECT 1 FROM refresh_tokens WHERE token_hash = @s", ("s", successorHash)) is not null)
             {
                 return new Rotation(RotationOutcome.Rotated, token);
             }
             switch (decision)
             {
+                case RotationOutcome.Unknown:
+                    return new Rotation(decision, null);
                 case RotationOutcome.Rotated:
                     await ExecuteAsync(c, t, ct, "UPDATE refresh_tokens SET consumed_at = @t WHERE token_hash = @h", ("t", at), ("h", presentedHash));
-                    await InsertRefreshTokenAsync(c, t, successorHash, token.GrantId, at, ct);
+                    await InsertRefreshTokenAsync(c, t, successorHash, token!.GrantId, at, ct);
                     break;
                 case RotationOutcome.ReplayedWithinGrace:
                     // Perhaps through another node.
-                    await InsertRefreshTokenAsync(c, t, successorHash, token.GrantId, at, ct);
+                    await InsertRefreshTokenAsync(c, t, successorHash, token!.GrantId, at, ct);
                     break;
-                default:
-                    await RevokeGrantAsync(c, t, token.GrantId, at, RotationRule.ReuseRevocationReason, ct);
+                case RotationOutcome.ReuseDetected:
+                    await RevokeGrantAsync(c, t, token!.GrantId, at, RotationRule.ReuseRevocationReason, ct);
                     break;
             }
             return new Rotation(decision, token);

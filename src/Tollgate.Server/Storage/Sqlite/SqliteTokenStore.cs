@@ -304,28 +304,21 @@ internal sealed partial class SqliteTokenStore : ITokenStore
             long at = now.ToUnixTimeMilliseconds();
             // The writer reads the token itself: its page cache is warm, where a reader's was emptied by the last commit.
             var token = ReadRefreshToken(s, presentedHash);
-            if (token is null || token.ProfileRowId != profileRowId)
-            {
-                return new Rotation(RotationOutcome.Unknown, null);
-            }
-            if (token.GrantRevoked)
-            {
-                return new Rotation(RotationOutcome.GrantRevoked, token);
-            }
-
-            var decision = RotationRule.Decide(token.ConsumedAt?.ToUnixTimeMilliseconds(), at, graceWindow);
+            var decision = RotationRule.Decide(token, profileRowId, now, graceWindow);
             switch (decision)
             {
+                case RotationOutcome.Unknown:
+                    return new Rotation(decision, null);
                 case RotationOutcome.Rotated:
                     s.Command("UPDATE refresh_tokens SET consumed_at = $t WHERE token_hash = $h")
                         .With("$t", at).With("$h", presentedHash).ExecuteNonQuery();
-                    InsertRefreshToken(s, successorHash, token.GrantId, at);
+                    InsertRefreshToken(s, successorHash, token!.GrantId, at);
                     break;
                 case RotationOutcome.ReplayedWithinGrace:
-                    InsertRefreshToken(s, successorHash, token.GrantId, at);
+                    InsertRefreshToken(s, successorHash, token!.GrantId, at);
                     break;
-                default:
-                    RevokeGrant(s, token.GrantId, at, RotationRule.ReuseRevocationReason);
+                case RotationOutcome.ReuseDetected:
+                    RevokeGrant(s, token!.GrantId, at, RotationRule.ReuseRevocationReason);
                     break;
             }
             return new Rotation(decision, token);
