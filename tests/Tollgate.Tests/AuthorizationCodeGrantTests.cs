@@ -68,6 +68,43 @@ public sealed partial class AuthorizationCodeGrantTests
     }
 
     [Theory, Stores]
+    public async Task A_replay_with_a_wrong_redirect_uri_or_verifier_still_revokes_what_the_code_obtained(StoreKind store)
+    {
+        // The replay check comes before the request's own checks: a thief holding a used code must not be able to
+        // probe it without setting off the revocation, nor learn which of its parameters were wrong.
+        await using var host = await TollgateHost.StartAsync(store);
+        var profile = await host.CreateProfileAsync();
+        var user = await host.CreateUserAsync();
+        string verifier = Pkce.NewVerifier();
+        string code = await host.IssueCodeAsync(profile, user, challenge: Pkce.S256(verifier), method: "S256");
+        var first = await host.PostTokenAsync(Exchange(profile, code, verifier: verifier));
+        Assert.Equal(HttpStatusCode.OK, first.Status);
+
+        var replay = await host.PostTokenAsync(Exchange(profile, code, verifier: Pkce.NewVerifier(), redirectUri: "https://thief.example/cb"));
+
+        replay.AssertError(HttpStatusCode.BadRequest, "invalid_grant");
+        Assert.Contains("already been used", replay.Description, StringComparison.Ordinal);
+        (await host.RefreshAsync(profile, first.RefreshToken)).AssertError(HttpStatusCode.BadRequest, "invalid_grant");
+    }
+
+    [Theory, Stores]
+    public async Task A_refused_exchange_changes_nothing_in_the_store(StoreKind store)
+    {
+        await using var host = await TollgateHost.StartAsync(store);
+        var profile = await host.CreateProfileAsync();
+        var user = await host.CreateUserAsync();
+        string code = await host.IssueCodeAsync(profile, user);
+        string before = host.Snapshot();
+
+        var wrongRedirect = await host.PostTokenAsync(Exchange(profile, code, redirectUri: TollgateHost.ReturnUrl + "?x=1"));
+        var unwantedVerifier = await host.PostTokenAsync(Exchange(profile, code, verifier: Pkce.NewVerifier()));
+
+        wrongRedirect.AssertError(HttpStatusCode.BadRequest, "invalid_grant");
+        unwantedVerifier.AssertError(HttpStatusCode.BadRequest, "invalid_grant");
+        Assert.Equal(before, host.Snapshot());
+    }
+
+    [Theory, Stores]
     public async Task Fifty_concurrent_redemptions_of_one_code_yield_exactly_one_success(StoreKind store)
     {
         await using var host = await TollgateHost.StartAsync(store);

@@ -25,62 +25,63 @@ internal sealed class AuthorizationCodeGrant(ITokenStore store, AccessTokenIssue
             return OAuthError.InvalidRequest("The parameter redirect_uri is missing: send the same redirect_uri that was used to obtain the code.");
         }
 
-        // 2. The code exists and belongs to this client. One answer for both, so a client cannot probe other clients' codes.
-        var codeHash = codeValue.Length <= MaxCodeLength ? Secrets.StoreKey(codeValue) : null;
-        var code = codeHash is null ? null : await store.FindCodeAsync(codeHash, ct);
-        if (code is null || code.ProfileRowId != client.RowId)
+        // 2. A code longer than any we issue is not looked up at all.
+        if (codeValue.Length > MaxCodeLength)
         {
-            return OAuthError.InvalidGrant("code", "The code is unknown, or was issued to another client.");
+            return UnknownCode();
         }
 
-        // 3. A code is used once. A second use means it leaked: go straight to redemption, where the
-        //    store sees the replay and revokes what the first use obtained (RFC 6749 §4.1.2), since we
-        //    cannot tell which of the two callers is the thief.
-        if (code.Redeemed)
-        {
-            return await RedeemAsync(codeHash!, code, client, ct);
-        }
-
-        // 4. It has not expired (Amazon: 5 minutes).
+        // 3. One trip to the store, which reads the code and, in the same write, redeems it only if it is this
+        //    client's, unused, and passes the request's checks (Refusal below), so a code is checked and consumed
+        //    with no moment between for another request to use it.
         var now = time.GetUtcNow();
+        string refreshToken = Secrets.NewRefreshToken(now);
+        var redemption = await store.RedeemCodeAsync(
+            Secrets.StoreKey(codeValue), Secrets.StoreKey(refreshToken), client.RowId, now,
+            code => Refusal(code, redirectUri, request.CodeVerifier, now) is null, ct);
+
+        return redemption.Outcome switch
+        {
+            CodeRedemptionOutcome.Redeemed => issuer.Issue(
+                client.ClientId, redemption.Code!.UserId, redemption.Code.Scope, redemption.GrantId, refreshToken, echoScope: false),
+
+            // A code is used once. A second use means it leaked: the store has revoked what the first use obtained
+            // (RFC 6749 §4.1.2), since we cannot tell which of the two callers is the thief. This comes before every
+            // other check, so a thief cannot dodge the revocation by sending a wrong redirect_uri or verifier.
+            CodeRedemptionOutcome.Replayed => Replayed() with
+            {
+                Audit = new AuditNote(Audit.AuditEvents.CodeReplay, redemption.Code!.UserId, $"authorization code replayed; grant {redemption.GrantId} revoked"),
+            },
+
+            // The same pure checks the store ran, run again to say which one failed.
+            CodeRedemptionOutcome.Refused => Refusal(redemption.Code!, redirectUri, request.CodeVerifier, now)!,
+
+            // Unknown and another client's code get one answer, so a client cannot probe other clients' codes.
+            _ => UnknownCode(),
+        };
+    }
+
+    /// <summary>Why this request may not redeem this (live, unredeemed) code, or null if it may. Pure: the store may run it.</summary>
+    private static OAuthError? Refusal(AuthorizationCode code, string redirectUri, string? codeVerifier, DateTimeOffset now)
+    {
+        // a. It has not expired (Amazon: 5 minutes).
         if (now >= code.ExpiresAt)
         {
             return OAuthError.InvalidGrant("code", "The code has expired (codes are valid for 5 minutes); ask the user to authorize again.");
         }
 
-        // 5. The redirect URI matches the one the code was sent to (RFC 6749 §4.1.3), exactly.
+        // b. The redirect URI matches the one the code was sent to (RFC 6749 §4.1.3), exactly.
         if (!string.Equals(redirectUri, code.RedirectUri, StringComparison.Ordinal))
         {
             return OAuthError.InvalidGrant("redirect_uri", "It must equal the redirect_uri of the authorization request that produced this code.");
         }
 
-        // 6. PKCE, both ways: a code bound to a challenge needs the matching verifier, and a verifier for a
+        // c. PKCE, both ways: a code bound to a challenge needs the matching verifier, and a verifier for a
         //    code issued without a challenge is refused, which stops PKCE downgrade attacks (RFC 9700 §2.1.1).
-        if (CheckPkce(code, request.CodeVerifier) is { } pkceError)
-        {
-            return pkceError;
-        }
-
-        // 7. Redeem.
-        return await RedeemAsync(codeHash!, code, client, ct);
+        return CheckPkce(code, codeVerifier);
     }
 
-    /// <summary>Atomic in the store: if another request redeemed the code a moment ago, this one is the replay.</summary>
-    private async ValueTask<GrantResult> RedeemAsync(byte[] codeHash, AuthorizationCode code, Profile client, CancellationToken ct)
-    {
-        var now = time.GetUtcNow();
-        string refreshToken = Secrets.NewRefreshToken(now);
-        var redemption = await store.RedeemCodeAsync(codeHash, Secrets.StoreKey(refreshToken), now, ct);
-        return redemption.Outcome switch
-        {
-            CodeRedemptionOutcome.Redeemed => issuer.Issue(client.ClientId, code.UserId, code.Scope, redemption.GrantId, refreshToken, echoScope: false),
-            CodeRedemptionOutcome.Replayed => Replayed() with
-            {
-                Audit = new AuditNote(Audit.AuditEvents.CodeReplay, code.UserId, $"authorization code replayed; grant {redemption.GrantId} revoked"),
-            },
-            _ => OAuthError.InvalidGrant("code", "The code is unknown, or was issued to another client."),
-        };
-    }
+    private static OAuthError UnknownCode() => OAuthError.InvalidGrant("code", "The code is unknown, or was issued to another client.");
 
     private static OAuthError? CheckPkce(AuthorizationCode code, string? verifier)
     {

@@ -84,10 +84,15 @@ internal enum CodeRedemptionOutcome
     /// <summary>The code had been redeemed before; the grant it produced is now revoked.</summary>
     Replayed,
 
+    /// <summary>Unknown, or issued to another client: nothing changed.</summary>
     Unknown,
+
+    /// <summary>The caller's check refused the code (expired, another redirect URI, PKCE): nothing changed.</summary>
+    Refused,
 }
 
-internal readonly record struct CodeRedemption(CodeRedemptionOutcome Outcome, long GrantId);
+/// <summary>What a redemption did, with the code as it was read (null when unknown), so the caller needs no read of its own.</summary>
+internal readonly record struct CodeRedemption(CodeRedemptionOutcome Outcome, long GrantId, AuthorizationCode? Code);
 
 /// <summary>A refresh token as found by its hash, with the grant it belongs to.</summary>
 internal sealed record RefreshToken(

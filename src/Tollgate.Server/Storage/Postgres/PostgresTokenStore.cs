@@ -388,7 +388,7 @@ internal sealed partial class PostgresTokenStore : ITokenStore
             ("c", code.CodeChallenge), ("m", code.CodeChallengeMethod), ("t", code.CreatedAt.ToUnixTimeMilliseconds()),
             ("e", code.ExpiresAt.ToUnixTimeMilliseconds())), ct);
 
-    public Task<AuthorizationCode?> FindCodeAsync(byte[] codeHash, CancellationToken ct) => ReadAsync(async c =>
+    private Task<AuthorizationCode?> ReadCodeAsync(byte[] codeHash, CancellationToken ct) => ReadAsync(async c =>
     {
         await using var command = Sql(c, null, """
             SELECT c.profile_id, u.user_id, c.redirect_uri, c.scope, c.code_challenge, c.code_challenge_method,
@@ -405,13 +405,34 @@ internal sealed partial class PostgresTokenStore : ITokenStore
             : null;
     }, ct);
 
-    public Task<CodeRedemption> RedeemCodeAsync(byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, CancellationToken ct) =>
+    public Task<CodeRedemption> RedeemCodeAsync(
+        byte[] codeHash, byte[] refreshTokenHash, long profileRowId, DateTimeOffset now, Func<AuthorizationCode, bool> mayRedeem, CancellationToken ct) =>
         _gate.RunAsync(codeHash, async () =>
         {
-            var (grantId, mayHaveCommitted) = await TryFastPathAsync(() => RedeemFreshCodeAsync(codeHash, refreshTokenHash, now, ct), ct);
-            return grantId is { } redeemed
-                ? new CodeRedemption(CodeRedemptionOutcome.Redeemed, redeemed)
-                : await RedeemCodeCoreAsync(codeHash, refreshTokenHash, now, mayHaveCommitted, ct);
+            // The caller's check is C# and cannot run inside a statement, so the code is read first. What it checks
+            // (client, redirect URI, PKCE challenge, expiry against now) never changes once a code exists; whether the
+            // code is still unredeemed is what can change, and the write below re-checks that under the row lock.
+            var code = await ReadCodeAsync(codeHash, ct);
+            if (code is null || code.ProfileRowId != profileRowId)
+            {
+                return new CodeRedemption(CodeRedemptionOutcome.Unknown, 0, null);
+            }
+            bool mayHaveCommitted = false;
+            if (!code.Redeemed)
+            {
+                if (!mayRedeem(code))
+                {
+                    return new CodeRedemption(CodeRedemptionOutcome.Refused, 0, code);
+                }
+                (long? grantId, mayHaveCommitted) = await TryFastPathAsync(() => RedeemFreshCodeAsync(codeHash, refreshTokenHash, now, ct), ct);
+                if (grantId is { } redeemed)
+                {
+                    return new CodeRedemption(CodeRedemptionOutcome.Redeemed, redeemed, code);
+                }
+            }
+            // Redeemed already (a replay), redeemed by a racing request since the read, or the fast path's fate unknown.
+            var outcome = await RedeemCodeCoreAsync(codeHash, refreshTokenHash, now, mayHaveCommitted, ct);
+            return outcome with { Code = outcome.Outcome == CodeRedemptionOutcome.Unknown ? null : code };
         }, ct);
 
     /// <summary>
@@ -492,16 +513,16 @@ internal sealed partial class PostgresTokenStore : ITokenStore
                 var grant = await ScalarAsync(c, t, ct, "SELECT coalesce(grant_id, 0) FROM authorization_codes WHERE code_hash = @h", ("h", codeHash));
                 if (grant is not long replayedGrant)
                 {
-                    return new CodeRedemption(CodeRedemptionOutcome.Unknown, 0);
+                    return new CodeRedemption(CodeRedemptionOutcome.Unknown, 0, null);
                 }
                 // Our own earlier attempt (or the fast path) may have committed before the connection dropped: its refresh token is ours.
                 if ((attempt > 1 || fastPathMayHaveCommitted) && await ScalarAsync(c, t, ct, "SELECT 1 FROM refresh_tokens WHERE token_hash = @r AND grant_id = @g",
                     ("r", refreshTokenHash), ("g", replayedGrant)) is not null)
                 {
-                    return new CodeRedemption(CodeRedemptionOutcome.Redeemed, replayedGrant);
+                    return new CodeRedemption(CodeRedemptionOutcome.Redeemed, replayedGrant, null);
                 }
                 await RevokeGrantAsync(c, t, replayedGrant, at, "authorization code replayed", ct);
-                return new CodeRedemption(CodeRedemptionOutcome.Replayed, replayedGrant);
+                return new CodeRedemption(CodeRedemptionOutcome.Replayed, replayedGrant, null);
             }
 
             long grantId = (long)(await ScalarAsync(c, t, ct,
@@ -509,7 +530,7 @@ internal sealed partial class PostgresTokenStore : ITokenStore
                 ("p", profileId), ("u", userId), ("s", scope), ("t", at)))!;
             await InsertRefreshTokenAsync(c, t, refreshTokenHash, grantId, at, ct);
             await ExecuteAsync(c, t, ct, "UPDATE authorization_codes SET grant_id = @g WHERE code_hash = @h", ("g", grantId), ("h", codeHash));
-            return new CodeRedemption(CodeRedemptionOutcome.Redeemed, grantId);
+            return new CodeRedemption(CodeRedemptionOutcome.Redeemed, grantId, null);
         }, ct);
 
     // ---- Refresh tokens and grants ----

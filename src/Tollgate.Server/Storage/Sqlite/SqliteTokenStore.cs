@@ -227,51 +227,53 @@ internal sealed partial class SqliteTokenStore : ITokenStore
         .With("$t", code.CreatedAt.ToUnixTimeMilliseconds()).With("$e", code.ExpiresAt.ToUnixTimeMilliseconds())
         .ExecuteNonQuery());
 
-    public Task<AuthorizationCode?> FindCodeAsync(byte[] codeHash, CancellationToken ct) => Task.FromResult(_readers.Read(codeHash, static (s, codeHash) =>
-    {
-        using var reader = s.Command("""
-            SELECT c.profile_id, u.user_id, c.redirect_uri, c.scope, c.code_challenge, c.code_challenge_method,
-                   c.expires_at, c.redeemed_at IS NOT NULL
-            FROM authorization_codes c JOIN users u ON u.id = c.user_id
-            WHERE c.code_hash = $h
-            """).With("$h", codeHash).ExecuteReader();
-        return reader.Read()
-            ? new AuthorizationCode(
-                reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3),
-                reader.IsDBNull(4) ? null : reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5),
-                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(6)), reader.GetBoolean(7))
-            : null;
-    }));
-
-    public Task<CodeRedemption> RedeemCodeAsync(byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, CancellationToken ct) =>
-        _writer.WriteAsync((codeHash, refreshTokenHash, now), static (s, w) =>
+    public Task<CodeRedemption> RedeemCodeAsync(
+        byte[] codeHash, byte[] refreshTokenHash, long profileRowId, DateTimeOffset now, Func<AuthorizationCode, bool> mayRedeem, CancellationToken ct) =>
+        _writer.WriteAsync((codeHash, refreshTokenHash, profileRowId, now, mayRedeem), static (s, w) =>
         {
-            var (codeHash, refreshTokenHash, now) = w;
+            var (codeHash, refreshTokenHash, profileRowId, now, mayRedeem) = w;
             long at = now.ToUnixTimeMilliseconds();
-            using (var reader = s.Command("SELECT redeemed_at IS NOT NULL, grant_id FROM authorization_codes WHERE code_hash = $h")
-                .With("$h", codeHash).ExecuteReader())
+            // The writer reads the code itself, as rotation does: its page cache is warm, where a reader's was emptied
+            // by the last commit, and reading under the write lock leaves no moment for another redemption to slip in.
+            long userRowId, replayedGrant;
+            AuthorizationCode code;
+            using (var reader = s.Command("""
+                SELECT c.profile_id, u.user_id, c.redirect_uri, c.scope, c.code_challenge, c.code_challenge_method,
+                       c.expires_at, c.redeemed_at IS NOT NULL, c.user_id, coalesce(c.grant_id, 0)
+                FROM authorization_codes c JOIN users u ON u.id = c.user_id
+                WHERE c.code_hash = $h
+                """).With("$h", codeHash).ExecuteReader())
             {
                 if (!reader.Read())
                 {
-                    return new CodeRedemption(CodeRedemptionOutcome.Unknown, 0);
+                    return new CodeRedemption(CodeRedemptionOutcome.Unknown, 0, null);
                 }
-                if (reader.GetBoolean(0))
-                {
-                    long replayedGrant = reader.IsDBNull(1) ? 0 : reader.GetInt64(1);
-                    reader.Close();
-                    RevokeGrant(s, replayedGrant, at, "authorization code replayed");
-                    return new CodeRedemption(CodeRedemptionOutcome.Replayed, replayedGrant);
-                }
+                code = new AuthorizationCode(
+                    reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3),
+                    reader.IsDBNull(4) ? null : reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5),
+                    DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(6)), reader.GetBoolean(7));
+                userRowId = reader.GetInt64(8);
+                replayedGrant = reader.GetInt64(9);
             }
-            long grantId = (long)s.Command("""
-                INSERT INTO grants (profile_id, user_id, scope, created_at)
-                SELECT profile_id, user_id, scope, $t FROM authorization_codes WHERE code_hash = $h
-                RETURNING id
-                """).With("$h", codeHash).With("$t", at).ExecuteScalar()!;
+            if (code.ProfileRowId != profileRowId)
+            {
+                return new CodeRedemption(CodeRedemptionOutcome.Unknown, 0, null);
+            }
+            if (code.Redeemed)
+            {
+                RevokeGrant(s, replayedGrant, at, "authorization code replayed");
+                return new CodeRedemption(CodeRedemptionOutcome.Replayed, replayedGrant, code);
+            }
+            if (!mayRedeem(code))
+            {
+                return new CodeRedemption(CodeRedemptionOutcome.Refused, 0, code);
+            }
+            long grantId = (long)s.Command("INSERT INTO grants (profile_id, user_id, scope, created_at) VALUES ($p, $u, $s, $t) RETURNING id")
+                .With("$p", profileRowId).With("$u", userRowId).With("$s", code.Scope).With("$t", at).ExecuteScalar()!;
             InsertRefreshToken(s, refreshTokenHash, grantId, at);
             s.Command("UPDATE authorization_codes SET redeemed_at = $t, grant_id = $g WHERE code_hash = $h")
                 .With("$t", at).With("$g", grantId).With("$h", codeHash).ExecuteNonQuery();
-            return new CodeRedemption(CodeRedemptionOutcome.Redeemed, grantId);
+            return new CodeRedemption(CodeRedemptionOutcome.Redeemed, grantId, code);
         });
 
     // ---- Refresh tokens and grants ----
