@@ -137,7 +137,7 @@ internal static class Seeder
         // A server mints codes one by one and each is redeemed seconds after it was issued, so redemptions walk the
         // codes table in key order, at its end. Codes minted in the same millisecond sort by their hash instead: hand
         // them out in key order, or every redemption would land on a random page, which no real load does.
-        var keys = Array.ConvertAll(codes, Secrets.StoreKey);
+        var keys = Array.ConvertAll(codes, code => Secrets.StoreKey(code));
         Array.Sort(keys, codes, Comparer<byte[]>.Create((a, b) => a.AsSpan().SequenceCompareTo(b)));
         InsertRows(tx, "INSERT INTO authorization_codes (code_hash, profile_id, user_id, redirect_uri, scope, created_at, expires_at) VALUES ",
             "(@h{0}, @p, @u, @r, 'profile', @t, @e)", codes, (command, i, code) => Add(command, $"@h{i}", Secrets.StoreKey(code)),

@@ -44,6 +44,35 @@ public sealed class StorageTests : IDisposable
     }
 
     [Fact]
+    public async Task Deleting_a_grant_reaches_every_row_that_points_at_it_through_an_index()
+    {
+        // Pruning deletes revoked grants hundreds at a time on the single writer, and each delete cascades to the
+        // codes and refresh tokens that point at the grant: a table without an index on that link is scanned once
+        // per grant, stalling every token request queued behind the prune.
+        string path = Path.Combine(_directory, "plan.db");
+        await using (var store = SqliteTokenStore.Open(path))
+        {
+            await store.MigrateAsync(CancellationToken.None);
+        }
+        using var connection = new SqliteConnection($"Data Source={path};Pooling=False;Foreign Keys=True");
+        connection.Open();
+        using var plan = connection.CreateCommand();
+        plan.CommandText = "EXPLAIN QUERY PLAN DELETE FROM grants WHERE id = 1";
+        var steps = new List<string>();
+        using (var reader = plan.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                steps.Add(reader.GetString(3));
+            }
+        }
+
+        Assert.Contains(steps, s => s.Contains("refresh_tokens", StringComparison.Ordinal));
+        Assert.Contains(steps, s => s.Contains("authorization_codes", StringComparison.Ordinal));
+        Assert.DoesNotContain(steps, s => s.StartsWith("SCAN", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Migrating_twice_or_from_two_processes_at_once_is_harmless()
     {
         string path = Path.Combine(_directory, "race.db");
