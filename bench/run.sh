@@ -163,6 +163,9 @@ wd=$([ $smoke = 1 ] && echo 1 || echo 4)
   --dump-tokens "$seeds/rotate-tokens.txt" -c 16 -d "$wd" --warmup 0 >/dev/null
 "${load[@]}" "$srv" --mode client_credentials --client-id $reuse_id --client-secret $secret --scope videocentral::reporting -c 16 -d "$wd" --warmup 0 >/dev/null
 "${load[@]}" "$srv" --mode tokeninfo --client-id $reuse_id --client-secret $secret --seed-file "$seeds/reuse-tokens.txt" -c 16 -d "$wd" --warmup 0 >/dev/null
+"${seeder[@]}" codes --db "$dbloc" --client-id $reuse_id --count $(( wd * 10000 )) --out "$seeds/warmup-codes.txt" >/dev/null
+"${load[@]}" "$srv" --mode code --client-id $reuse_id --client-secret $secret --code-file "$seeds/warmup-codes.txt" \
+  --redirect-uri https://bench.example/cb -c 16 -d "$wd" --warmup 0 >/dev/null
 
 echo "1. every grant at 16 connections, empty store (${dur}s each)" >&2
 ceil_post 16 0; ceil_get 16 0
