@@ -65,6 +65,57 @@ public sealed class HousekeepingTests
     }
 
     [Theory, Stores]
+    public async Task Pruning_a_revoked_grant_deletes_every_refresh_token_it_had_even_after_earlier_prunes_cut_its_chain(StoreKind store)
+    {
+        // On SQLite a rotation's successor is found through the token it replaced, not through an index by grant
+        // (schema v6); a prune that deletes the replaced token must leave the rest of the chain findable.
+        await using var host = await TollgateHost.StartAsync(store, o => o.PruneRetentionSeconds = 3600);
+        var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+        var second = await host.RefreshAsync(profile, tokens.RefreshToken);
+        var third = await host.RefreshAsync(profile, second.RefreshToken);
+        var thirdAgain = await host.RefreshAsync(profile, second.RefreshToken); // inside the grace window: a second successor
+        Assert.Equal(HttpStatusCode.OK, thirdAgain.Status);
+        host.Clock.Advance(TimeSpan.FromHours(2));
+        Assert.Equal(2, (await host.Housekeeping.RunOnceAsync(CancellationToken.None)).RefreshTokens);
+        var fourth = await host.RefreshAsync(profile, third.RefreshToken);
+        Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(profile, fourth.RefreshToken)).Status);
+        host.Clock.Advance(TimeSpan.FromMinutes(5));
+        (await host.RefreshAsync(profile, third.RefreshToken)).AssertError(HttpStatusCode.BadRequest, "invalid_grant"); // reuse: revoked
+        Assert.Equal(4, Rows(host.Snapshot(), "refresh_tokens")); // third, fourth, fourth's successor, thirdAgain
+
+        host.Clock.Advance(TimeSpan.FromHours(2));
+        var pruned = await host.Housekeeping.RunOnceAsync(CancellationToken.None);
+
+        Assert.Equal(1, pruned.Grants);
+        Assert.Equal(0, Rows(host.Snapshot(), "refresh_tokens"));
+        Assert.Equal(0, Rows(host.Snapshot(), "grants"));
+    }
+
+    [Theory, Stores]
+    public async Task Deleting_a_profile_deletes_every_refresh_token_of_its_rotated_families(StoreKind store)
+    {
+        await using var host = await TollgateHost.StartAsync(store);
+        var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+        var (other, otherTokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+        string current = tokens.RefreshToken;
+        for (int i = 0; i < 5; i++)
+        {
+            current = (await host.RefreshAsync(profile, current)).RefreshToken;
+        }
+        var replay = await host.RefreshAsync(profile, tokens.RefreshToken); // inside the grace window: one more chain
+        Assert.Equal(HttpStatusCode.OK, replay.Status);
+        Assert.Equal(8, Rows(host.Snapshot(), "refresh_tokens"));
+
+        Assert.True(await host.Store.DeleteProfileAsync(profile.ClientId, CancellationToken.None));
+
+        Assert.Equal(1, Rows(host.Snapshot(), "refresh_tokens")); // the other client's token, untouched
+        Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(other, otherTokens.RefreshToken)).Status);
+    }
+
+    private static int Rows(string snapshot, string table) =>
+        snapshot.Split('\n').SkipWhile(line => line.Trim() != $"[{table}]").Skip(1).TakeWhile(line => !line.StartsWith('[') && line.Length > 0).Count();
+
+    [Theory, Stores]
     public async Task A_consumed_token_replayed_after_it_was_pruned_is_refused_without_revoking_its_family(StoreKind store)
     {
         // What retention buys, made visible: after it, a replay is merely unknown (documented in docs/multi-node.md).

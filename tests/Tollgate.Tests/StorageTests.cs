@@ -44,11 +44,59 @@ public sealed class StorageTests : IDisposable
     }
 
     [Fact]
+    public async Task Refresh_tokens_stored_before_the_chains_of_schema_6_still_rotate_and_are_deleted_with_their_grant()
+    {
+        string path = Path.Combine(_directory, "v5.db");
+        string clientId;
+        string live = Secrets.NewRefreshToken(DateTimeOffset.UtcNow), consumed = Secrets.NewRefreshToken(DateTimeOffset.UtcNow);
+        long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        await using (var old = SqliteTokenStore.Open(path))
+        {
+            Assert.Equal(5, (await old.MigrateToAsync(5)).CurrentVersion);
+            var created = await SecurityProfiles.CreateAsync(old, new ProfileRequest(
+                "Old app", ["https://app.example/cb"], ["videocentral::reporting"], null, null, false, "rotate"), TimeProvider.System, CancellationToken.None);
+            clientId = created.Value!.ClientId;
+            Assert.True(await old.CreateUserAsync(new NewUser("amzn1.account.OLD", "old@example.com", "Old", "x", DateTimeOffset.UtcNow), CancellationToken.None));
+        }
+        using (var connection = new SqliteConnection($"Data Source={path};Pooling=False;Foreign Keys=True"))
+        {
+            connection.Open();
+            using var insert = connection.CreateCommand();
+            insert.CommandText = """
+                INSERT INTO grants (id, profile_id, user_id, scope, created_at) SELECT 7, p.id, u.id, 'profile', $t FROM profiles p, users u;
+                INSERT INTO refresh_tokens (token_hash, grant_id, created_at, consumed_at) VALUES ($c, 7, $t, $t), ($l, 7, $t, NULL);
+                """;
+            insert.Parameters.AddWithValue("$t", now);
+            insert.Parameters.AddWithValue("$c", Secrets.StoreKey(consumed));
+            insert.Parameters.AddWithValue("$l", Secrets.StoreKey(live));
+            insert.ExecuteNonQuery();
+        }
+
+        await using var upgraded = SqliteTokenStore.Open(path);
+        await upgraded.MigrateAsync(CancellationToken.None);
+        var profile = (await upgraded.FindProfileAsync(clientId, CancellationToken.None))!;
+        string successor = Secrets.NewRefreshToken(DateTimeOffset.UtcNow);
+        var rotation = await upgraded.RotateRefreshTokenAsync(
+            Secrets.StoreKey(live), Secrets.StoreKey(successor), profile.RowId, DateTimeOffset.UtcNow, TimeSpan.FromSeconds(30), CancellationToken.None);
+        var replayOfTheOldConsumed = await upgraded.FindRefreshTokenAsync(Secrets.StoreKey(consumed), CancellationToken.None);
+        Assert.True(await upgraded.DeleteProfileAsync(clientId, CancellationToken.None));
+
+        Assert.Equal(RotationOutcome.Rotated, rotation.Outcome);
+        Assert.NotNull(replayOfTheOldConsumed);
+        using var check = new SqliteConnection($"Data Source={path};Pooling=False");
+        check.Open();
+        using var count = check.CreateCommand();
+        count.CommandText = "SELECT count(*) FROM refresh_tokens";
+        Assert.Equal(0L, count.ExecuteScalar());
+    }
+
+    [Fact]
     public async Task Deleting_a_grant_reaches_every_row_that_points_at_it_through_an_index()
     {
         // Pruning deletes revoked grants hundreds at a time on the single writer, and each delete cascades to the
-        // codes and refresh tokens that point at the grant: a table without an index on that link is scanned once
-        // per grant, stalling every token request queued behind the prune.
+        // codes that point at the grant: a table without an index on that link is scanned once per grant, stalling
+        // every token request queued behind the prune. (Refresh tokens have no foreign key since schema v6; the store
+        // deletes them by walking their chains, which HousekeepingTests cover.)
         string path = Path.Combine(_directory, "plan.db");
         await using (var store = SqliteTokenStore.Open(path))
         {
@@ -67,8 +115,8 @@ public sealed class StorageTests : IDisposable
             }
         }
 
-        Assert.Contains(steps, s => s.Contains("refresh_tokens", StringComparison.Ordinal));
         Assert.Contains(steps, s => s.Contains("authorization_codes", StringComparison.Ordinal));
+        Assert.Contains(steps, s => s.Contains("device_codes", StringComparison.Ordinal));
         Assert.DoesNotContain(steps, s => s.StartsWith("SCAN", StringComparison.Ordinal));
     }
 

@@ -207,6 +207,31 @@ internal static class SqliteMigrations
         CREATE INDEX authorization_codes_by_grant ON authorization_codes (grant_id) WHERE grant_id IS NOT NULL;
         CREATE INDEX device_codes_by_grant ON device_codes (grant_id) WHERE grant_id IS NOT NULL;
         """,
+
+        // v6: refresh tokens are found from their grant through chains instead of an index of every token. The index
+        // by grant put each rotation's successor next to its grant's other tokens, a different page for every grant
+        // in a commit: three quarters of the WAL a rotation load wrote. Now a consumed token records its successor
+        // (a rotation rewrites that row anyway), and only a chain's first token is indexed by grant (is_root: a
+        // grant's first token, a successor issued inside the grace window, and the successor of a pruned token).
+        // The foreign key goes (SQLite can only drop one by rebuilding the table): its cascade needed the index,
+        // so the store deletes a grant's tokens itself by walking its chains (SqliteTokenStore.DeleteTokensOfGrant).
+        // Every existing token becomes a root, so every one is still found.
+        """
+        CREATE TABLE refresh_tokens_v6 (
+            token_hash  BLOB PRIMARY KEY,
+            grant_id    INTEGER NOT NULL,
+            created_at  INTEGER NOT NULL,
+            consumed_at INTEGER,
+            successor   BLOB,
+            is_root     INTEGER NOT NULL DEFAULT 1
+        ) WITHOUT ROWID;
+        INSERT INTO refresh_tokens_v6 (token_hash, grant_id, created_at, consumed_at)
+            SELECT token_hash, grant_id, created_at, consumed_at FROM refresh_tokens;
+        DROP TABLE refresh_tokens;
+        ALTER TABLE refresh_tokens_v6 RENAME TO refresh_tokens;
+        CREATE INDEX refresh_tokens_roots ON refresh_tokens (grant_id) WHERE is_root = 1;
+        CREATE INDEX refresh_tokens_consumed ON refresh_tokens (consumed_at) WHERE consumed_at IS NOT NULL;
+        """,
     ];
 
     public static int LatestVersion => Steps.Count;

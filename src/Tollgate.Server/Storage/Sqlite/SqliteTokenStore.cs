@@ -138,8 +138,22 @@ internal sealed partial class SqliteTokenStore : ITokenStore
 
     public Task<bool> DeleteProfileAsync(string clientId, CancellationToken ct) => _writer.WriteAsync(s =>
     {
-        // ON DELETE CASCADE removes secrets, return URLs, scopes, codes, grants and refresh tokens;
-        // access tokens die too, because tokeninfo requires their profile and grant to exist.
+        // ON DELETE CASCADE removes secrets, return URLs, scopes, codes and grants; refresh tokens are not linked by a
+        // foreign key (schema v6), so their grants' chains go first. Access tokens die too, because tokeninfo
+        // requires their profile and grant to exist.
+        var grants = new List<long>();
+        using (var reader = s.Command("SELECT g.id FROM grants g JOIN profiles p ON p.id = g.profile_id WHERE p.client_id = $c")
+            .With("$c", clientId).ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                grants.Add(reader.GetInt64(0));
+            }
+        }
+        foreach (long grant in grants)
+        {
+            DeleteTokensOfGrant(s, grant);
+        }
         int deleted = s.Command("DELETE FROM profiles WHERE client_id = $c").With("$c", clientId).ExecuteNonQuery();
         if (deleted > 0)
         {
@@ -289,6 +303,10 @@ internal sealed partial class SqliteTokenStore : ITokenStore
             JOIN grants g ON g.id = t.grant_id
             JOIN users u ON u.id = g.user_id
             WHERE t.token_hash = $h
+              -- A token is never older than its grant. Without a foreign key, this keeps a token that outlived its
+              -- grant (the store deletes them together; this is the second line) from joining a later grant that
+              -- was given the same id.
+              AND t.created_at >= g.created_at
             """).With("$h", tokenHash).ExecuteReader();
         return reader.Read()
             ? new RefreshToken(
@@ -312,11 +330,13 @@ internal sealed partial class SqliteTokenStore : ITokenStore
                 case RotationOutcome.Unknown:
                     return new Rotation(decision, null);
                 case RotationOutcome.Rotated:
-                    s.Command("UPDATE refresh_tokens SET consumed_at = $t WHERE token_hash = $h")
-                        .With("$t", at).With("$h", presentedHash).ExecuteNonQuery();
-                    InsertRefreshToken(s, successorHash, token!.GrantId, at);
+                    // The successor is found from the token it replaces, so it needs no index entry of its own.
+                    s.Command("UPDATE refresh_tokens SET consumed_at = $t, successor = $s WHERE token_hash = $h")
+                        .With("$t", at).With("$s", successorHash).With("$h", presentedHash).ExecuteNonQuery();
+                    InsertRefreshToken(s, successorHash, token!.GrantId, at, isRoot: false);
                     break;
                 case RotationOutcome.ReplayedWithinGrace:
+                    // The consumed token already names its first successor; a second one starts a chain of its own.
                     InsertRefreshToken(s, successorHash, token!.GrantId, at);
                     break;
                 case RotationOutcome.ReuseDetected:
@@ -329,9 +349,40 @@ internal sealed partial class SqliteTokenStore : ITokenStore
     public Task<bool> IsGrantActiveAsync(long grantId, CancellationToken ct) => Task.FromResult(_readers.Read(grantId, static (s, grantId) =>
         s.Command("SELECT 1 FROM grants WHERE id = $g AND revoked_at IS NULL").With("$g", grantId).ExecuteScalar() is not null));
 
-    private static void InsertRefreshToken(SqliteSession s, byte[] tokenHash, long grantId, long at) =>
-        s.Command("INSERT INTO refresh_tokens (token_hash, grant_id, created_at) VALUES ($h, $g, $t)")
-            .With("$h", tokenHash).With("$g", grantId).With("$t", at).ExecuteNonQuery();
+    /// <summary>
+    /// Stores a refresh token. <paramref name="isRoot"/>: the token starts a chain, so it is indexed by grant; false only
+    /// for a rotation's successor, which the token it replaces names (schema v6).
+    /// </summary>
+    private static void InsertRefreshToken(SqliteSession s, byte[] tokenHash, long grantId, long at, bool isRoot = true) =>
+        s.Command("INSERT INTO refresh_tokens (token_hash, grant_id, created_at, is_root) VALUES ($h, $g, $t, $r)")
+            .With("$h", tokenHash).With("$g", grantId).With("$t", at).With("$r", isRoot).ExecuteNonQuery();
+
+    /// <summary>
+    /// Deletes every refresh token of a grant, before the grant itself goes: from each chain's root (the grant's only
+    /// index entries) along the successors each consumed token names. Pruning keeps that walk whole: when it deletes
+    /// a consumed token, the successor becomes a root.
+    /// </summary>
+    private static void DeleteTokensOfGrant(SqliteSession s, long grantId)
+    {
+        var pending = new Stack<byte[]>();
+        using (var roots = s.Command("SELECT token_hash FROM refresh_tokens WHERE grant_id = $g AND is_root = 1")
+            .With("$g", grantId).ExecuteReader())
+        {
+            while (roots.Read())
+            {
+                pending.Push((byte[])roots.GetValue(0));
+            }
+        }
+        while (pending.TryPop(out var token))
+        {
+            var successor = s.Command("DELETE FROM refresh_tokens WHERE token_hash = $h AND grant_id = $g RETURNING successor")
+                .With("$h", token).With("$g", grantId).ExecuteScalar();
+            if (successor is byte[] next)
+            {
+                pending.Push(next);
+            }
+        }
+    }
 
     private static void RevokeGrant(SqliteSession s, long grantId, long at, string reason)
     {
@@ -361,14 +412,33 @@ internal sealed partial class SqliteTokenStore : ITokenStore
                     DELETE FROM authorization_codes WHERE code_hash IN
                         (SELECT code_hash FROM authorization_codes WHERE expires_at < $cut LIMIT $n)
                     """).With("$cut", cutoff).With("$n", policy.BatchSize).ExecuteNonQuery();
+                // A pruned token's successor becomes the root of what is left of its chain, so the grant's tokens can
+                // still all be found (DeleteTokensOfGrant). Both statements pick the same batch: the oldest consumed.
+                s.Command("""
+                    UPDATE refresh_tokens SET is_root = 1 WHERE is_root = 0 AND token_hash IN
+                        (SELECT successor FROM refresh_tokens WHERE consumed_at < $cut ORDER BY consumed_at, token_hash LIMIT $n)
+                    """).With("$cut", cutoff).With("$n", policy.BatchSize).ExecuteNonQuery();
                 int tokens = s.Command("""
                     DELETE FROM refresh_tokens WHERE token_hash IN
-                        (SELECT token_hash FROM refresh_tokens WHERE consumed_at < $cut LIMIT $n)
+                        (SELECT token_hash FROM refresh_tokens WHERE consumed_at < $cut ORDER BY consumed_at, token_hash LIMIT $n)
                     """).With("$cut", cutoff).With("$n", policy.BatchSize).ExecuteNonQuery();
-                // Deleting a grant cascades to its remaining refresh tokens and the code it came from.
-                int grants = s.Command("""
-                    DELETE FROM grants WHERE id IN (SELECT id FROM grants WHERE revoked_at < $cut LIMIT $n)
-                    """).With("$cut", cutoff).With("$n", policy.BatchSize).ExecuteNonQuery();
+                // A grant's remaining refresh tokens go with it (walked, as there is no foreign key to cascade);
+                // deleting the grant cascades to the code it came from.
+                var revoked = new List<long>();
+                using (var reader = s.Command("SELECT id FROM grants WHERE revoked_at < $cut LIMIT $n")
+                    .With("$cut", cutoff).With("$n", policy.BatchSize).ExecuteReader())
+                {
+                    while (reader.Read())
+                    {
+                        revoked.Add(reader.GetInt64(0));
+                    }
+                }
+                foreach (long grant in revoked)
+                {
+                    DeleteTokensOfGrant(s, grant);
+                    s.Command("DELETE FROM grants WHERE id = $g").With("$g", grant).ExecuteNonQuery();
+                }
+                int grants = revoked.Count;
                 return (codes, tokens, grants);
             });
             total = total.Add(codes, tokens, grants);
