@@ -36,11 +36,16 @@ public sealed class StorageTests : IDisposable
         var profile = await upgraded.FindProfileAsync(clientId, CancellationToken.None);
         Assert.NotNull(profile);
         Assert.Contains("videocentral::reporting", profile.RegisteredScopes);
+        Assert.Equal(1L, Scalar(path, "SELECT count(*) FROM sqlite_master WHERE name = 'authorization_codes_by_expiry'"));
+    }
+
+    private static object? Scalar(string path, string sql)
+    {
         using var connection = new SqliteConnection($"Data Source={path};Pooling=False");
         connection.Open();
-        using var index = connection.CreateCommand();
-        index.CommandText = "SELECT count(*) FROM sqlite_master WHERE name = 'authorization_codes_by_expiry'";
-        Assert.Equal(1L, index.ExecuteScalar());
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return command.ExecuteScalar();
     }
 
     [Fact]
@@ -83,11 +88,7 @@ public sealed class StorageTests : IDisposable
 
         Assert.Equal(RotationOutcome.Rotated, rotation.Outcome);
         Assert.NotNull(replayOfTheOldConsumed);
-        using var check = new SqliteConnection($"Data Source={path};Pooling=False");
-        check.Open();
-        using var count = check.CreateCommand();
-        count.CommandText = "SELECT count(*) FROM refresh_tokens";
-        Assert.Equal(0L, count.ExecuteScalar());
+        Assert.Equal(0L, Scalar(path, "SELECT count(*) FROM refresh_tokens"));
     }
 
     [Fact]
