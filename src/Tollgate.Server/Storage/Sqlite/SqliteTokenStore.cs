@@ -138,22 +138,10 @@ internal sealed partial class SqliteTokenStore : ITokenStore
 
     public Task<bool> DeleteProfileAsync(string clientId, CancellationToken ct) => _writer.WriteAsync(s =>
     {
-        // ON DELETE CASCADE removes secrets, return URLs, scopes, codes and grants; refresh tokens are not linked by a
-        // foreign key (schema v6), so their grants' chains go first. Access tokens die too, because tokeninfo
-        // requires their profile and grant to exist.
-        var grants = new List<long>();
-        using (var reader = s.Command("SELECT g.id FROM grants g JOIN profiles p ON p.id = g.profile_id WHERE p.client_id = $c")
-            .With("$c", clientId).ExecuteReader())
-        {
-            while (reader.Read())
-            {
-                grants.Add(reader.GetInt64(0));
-            }
-        }
-        foreach (long grant in grants)
-        {
-            DeleteTokensOfGrant(s, grant);
-        }
+        // Refresh tokens are not linked by a foreign key (schema v6), so the profile's grants go first, each with its
+        // tokens; ON DELETE CASCADE removes the rest (secrets, return URLs, scopes, codes). Access tokens die too,
+        // because tokeninfo requires their profile and grant to exist.
+        DeleteGrants(s, s.Command("SELECT g.id FROM grants g JOIN profiles p ON p.id = g.profile_id WHERE p.client_id = $c").With("$c", clientId));
         int deleted = s.Command("DELETE FROM profiles WHERE client_id = $c").With("$c", clientId).ExecuteNonQuery();
         if (deleted > 0)
         {
@@ -358,6 +346,28 @@ internal sealed partial class SqliteTokenStore : ITokenStore
             .With("$h", tokenHash).With("$g", grantId).With("$t", at).With("$r", isRoot).ExecuteNonQuery();
 
     /// <summary>
+    /// Deletes the grants <paramref name="selectGrantIds"/> names, each with its refresh tokens (walked, as there is no
+    /// foreign key to cascade); deleting a grant cascades to the codes it came from. Returns how many.
+    /// </summary>
+    private static int DeleteGrants(SqliteSession s, SqliteCommand selectGrantIds)
+    {
+        var grants = new List<long>();
+        using (var reader = selectGrantIds.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                grants.Add(reader.GetInt64(0));
+            }
+        }
+        foreach (long grant in grants)
+        {
+            DeleteTokensOfGrant(s, grant);
+            s.Command("DELETE FROM grants WHERE id = $g").With("$g", grant).ExecuteNonQuery();
+        }
+        return grants.Count;
+    }
+
+    /// <summary>
     /// Deletes every refresh token of a grant, before the grant itself goes: from each chain's root (the grant's only
     /// index entries) along the successors each consumed token names. Pruning keeps that walk whole: when it deletes
     /// a consumed token, the successor becomes a root.
@@ -422,23 +432,9 @@ internal sealed partial class SqliteTokenStore : ITokenStore
                     DELETE FROM refresh_tokens WHERE token_hash IN
                         (SELECT token_hash FROM refresh_tokens WHERE consumed_at < $cut ORDER BY consumed_at, token_hash LIMIT $n)
                     """).With("$cut", cutoff).With("$n", policy.BatchSize).ExecuteNonQuery();
-                // A grant's remaining refresh tokens go with it (walked, as there is no foreign key to cascade);
-                // deleting the grant cascades to the code it came from.
-                var revoked = new List<long>();
-                using (var reader = s.Command("SELECT id FROM grants WHERE revoked_at < $cut LIMIT $n")
-                    .With("$cut", cutoff).With("$n", policy.BatchSize).ExecuteReader())
-                {
-                    while (reader.Read())
-                    {
-                        revoked.Add(reader.GetInt64(0));
-                    }
-                }
-                foreach (long grant in revoked)
-                {
-                    DeleteTokensOfGrant(s, grant);
-                    s.Command("DELETE FROM grants WHERE id = $g").With("$g", grant).ExecuteNonQuery();
-                }
-                int grants = revoked.Count;
+                // Revoked grants, each with its remaining refresh tokens and the code it came from.
+                int grants = DeleteGrants(s, s.Command("SELECT id FROM grants WHERE revoked_at < $cut LIMIT $n")
+                    .With("$cut", cutoff).With("$n", policy.BatchSize));
                 return (codes, tokens, grants);
             });
             total = total.Add(codes, tokens, grants);
