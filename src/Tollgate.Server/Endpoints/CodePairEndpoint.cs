@@ -18,10 +18,8 @@ internal sealed class CodePairEndpoint(ProfileCache profiles, ITokenStore store,
     {
         var ct = http.RequestAborted;
 
-        // 1. A small form body, each parameter once. Only url-encoded: HasFormContentType would also let multipart in,
-        //    whose reader throws on a body without its boundary (found by FuzzTests: a 500 instead of a 400).
-        if (!Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(http.Request.ContentType, out var media)
-            || !media.MediaType.Equals("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase))
+        // 1. A small form body, each parameter once. (Multipart never gets here: RequestLimits refuses it for every route.)
+        if (!http.Request.HasFormContentType)
         {
             await ProtocolResponse.WriteErrorAsync(http, OAuthError.InvalidRequest("Send the request as application/x-www-form-urlencoded."));
             return;
