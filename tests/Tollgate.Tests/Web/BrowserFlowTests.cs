@@ -34,7 +34,18 @@ public sealed class BrowserFlowTests(BrowserFixture browser)
         await page.GetByLabel("Email").FillAsync(email);
         await page.GetByLabel("Password").FillAsync(TollgateHost.Password);
         await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
-        await page.WaitForLoadStateAsync();
+        await page.WaitForURLAsync(url => !new Uri(url).AbsolutePath.StartsWith("/signin", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// Presses a form's button and waits until the page it answers with shows <paramref name="expected"/> in
+    /// <paramref name="selector"/>. Waiting for the page's load state instead raced the navigation the click
+    /// starts, and once in CI waited out its 30 s; a web-first assertion retries until the answer is there.
+    /// </summary>
+    private static async Task SubmitAsync(IPage page, string button, string selector, string expected)
+    {
+        await page.GetByRole(AriaRole.Button, new() { Name = button }).ClickAsync();
+        await Assertions.Expect(page.Locator(selector)).ToContainTextAsync(expected, new() { Timeout = 30_000 });
     }
 
     private static Dictionary<string, string> Query(IPage page) =>
@@ -143,10 +154,8 @@ public sealed class BrowserFlowTests(BrowserFixture browser)
 
         await page.GotoAsync("/apps");
         await Screenshots.CaptureAsync(page, "your-apps");
-        await page.GetByRole(AriaRole.Button, new() { Name = "Remove Video Central Reports" }).ClickAsync();
-        await page.WaitForLoadStateAsync();
+        await SubmitAsync(page, "Remove Video Central Reports", "main", "no longer has access");
 
-        Assert.Contains("no longer has access", await page.TextContentAsync("main"), StringComparison.Ordinal);
         (await host.RefreshAsync(profile, tokens.RefreshToken)).AssertError(HttpStatusCode.BadRequest, "invalid_grant");
         (await host.TokenInfoAsync(tokens.AccessToken)).AssertError(HttpStatusCode.BadRequest, "invalid_token");
         Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(other, otherTokens.RefreshToken)).Status);
@@ -170,8 +179,7 @@ public sealed class BrowserFlowTests(BrowserFixture browser)
         await page.GetByLabel("Allowed return URLs").FillAsync("https://robot.example/cb\nhttp://127.0.0.1:8080/cb");
         await page.GetByLabel("Extra scopes").FillAsync("videocentral::reporting");
         await Screenshots.CaptureAsync(page, "console");
-        await page.GetByRole(AriaRole.Button, new() { Name = "Create profile" }).ClickAsync();
-        await page.WaitForLoadStateAsync();
+        await SubmitAsync(page, "Create profile", "#client-id", "amzn1.application-oa2-client.");
         string clientId = (await page.TextContentAsync("#client-id"))!.Trim();
         string oldSecret = (await page.TextContentAsync("#client-secret"))!.Trim();
         Assert.StartsWith("amzn1.oa2-cs.v1.", oldSecret, StringComparison.Ordinal);
@@ -186,12 +194,9 @@ public sealed class BrowserFlowTests(BrowserFixture browser)
         Assert.Equal(HttpStatusCode.Unauthorized, await ClientCredentials("amzn1.oa2-cs.v1." + new string('0', 64)));
 
         await page.GetByLabel("Add a return URL").FillAsync("https://robot.example/cb2");
-        await page.GetByRole(AriaRole.Button, new() { Name = "Add URL" }).ClickAsync();
-        await page.WaitForLoadStateAsync();
-        Assert.Contains("https://robot.example/cb2", await page.TextContentAsync("main"), StringComparison.Ordinal);
+        await SubmitAsync(page, "Add URL", "main", "https://robot.example/cb2");
         await page.GetByLabel("Keep the current secret working for").FillAsync("7");
-        await page.GetByRole(AriaRole.Button, new() { Name = "Rotate secret" }).ClickAsync();
-        await page.WaitForLoadStateAsync();
+        await SubmitAsync(page, "Rotate secret", "main", "keeps working until");
         string newSecret = (await page.TextContentAsync("#client-secret"))!.Trim();
         Assert.NotEqual(oldSecret, newSecret);
         Assert.Contains("keeps working until 6 Dec 2026", await page.TextContentAsync("main"), StringComparison.Ordinal);
@@ -236,13 +241,9 @@ public sealed class BrowserFlowTests(BrowserFixture browser)
         await SignInAsync(page, user.Email);
         await Screenshots.CaptureAsync(page, "device-code");
         await page.GetByLabel("Code shown on your device").FillAsync(userCode[..4].ToLowerInvariant() + "-" + userCode[4..]);
-        await page.GetByRole(AriaRole.Button, new() { Name = "Continue" }).ClickAsync();
-        await page.WaitForLoadStateAsync();
-        Assert.Contains("Living Room TV", await page.TextContentAsync("h1"), StringComparison.Ordinal);
+        await SubmitAsync(page, "Continue", "h1", "Living Room TV");
         await Screenshots.CaptureAsync(page, "device-consent");
-        await page.GetByRole(AriaRole.Button, new() { Name = "Allow" }).ClickAsync();
-        await page.WaitForLoadStateAsync();
-        Assert.Contains("Device connected", await page.TextContentAsync("h1"), StringComparison.Ordinal);
+        await SubmitAsync(page, "Allow", "h1", "Device connected");
         await Screenshots.CaptureAsync(page, "device-connected");
 
         host.Clock.Advance(TimeSpan.FromSeconds(6));
