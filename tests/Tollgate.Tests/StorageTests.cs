@@ -39,6 +39,22 @@ public sealed class StorageTests : IDisposable
         Assert.Equal(1L, Scalar(path, "SELECT count(*) FROM sqlite_master WHERE name = 'authorization_codes_by_expiry'"));
     }
 
+    [Fact]
+    public void A_cached_command_refuses_to_run_again_until_every_parameter_is_given_a_new_value()
+    {
+        // Sessions keep each command's parameters between executions (no allocation per request); a parameter a
+        // caller forgets must fail, never bind the previous request's value.
+        using var session = new SqliteSession($"Data Source={Path.Combine(_directory, "params.db")};Pooling=False");
+        const string Sql = "SELECT $a || '/' || $b";
+
+        Assert.Equal("1/x", session.Command(Sql).With("$a", 1L).With("$b", "x").ExecuteScalar());
+        var forgotten = session.Command(Sql).With("$a", 2L);
+        var refused = Assert.Throws<InvalidOperationException>(() => forgotten.ExecuteScalar());
+        Assert.Equal("Value must be set.", refused.Message);
+        Assert.Equal("3/y", session.Command(Sql).With("$b", "y").With("$a", 3L).ExecuteScalar());
+        Assert.Equal(2, session.Command(Sql).Parameters.Count);
+    }
+
     private static object? Scalar(string path, string sql)
     {
         using var connection = new SqliteConnection($"Data Source={path};Pooling=False");

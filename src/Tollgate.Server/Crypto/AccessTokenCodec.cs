@@ -116,7 +116,11 @@ internal sealed class AccessTokenCodec : IDisposable
         WriteString(plain[offset..], claims.Scope);
 
         keys.Ciphers[keys.CurrentId].Value!.Encrypt(nonce, plain, cipherText, tag, header);
-        return string.Concat(Prefix, Base64Url.EncodeToString(raw));
+        // Prefix and base64url written side by side, so the token is the only string allocated (the length check above bounds the stack use).
+        Span<char> text = stackalloc char[Prefix.Length + Base64Url.GetEncodedLength(rawLength)];
+        Prefix.CopyTo(text);
+        Base64Url.EncodeToChars(raw, text[Prefix.Length..]);
+        return new string(text);
     }
 
     /// <summary>Returns the claims if the token is authentic; expiry and revocation are the caller's checks.</summary>

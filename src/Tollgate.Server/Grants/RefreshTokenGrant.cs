@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Tollgate.Server.Crypto;
 using Tollgate.Server.Protocol;
 using Tollgate.Server.Storage;
@@ -16,6 +17,8 @@ internal sealed class RefreshTokenGrant(
 
     public bool IsAllowedFor(Profile client) => true;
 
+    // Pooled, as TokenEndpoint.ProcessAsync: one state machine box fewer to allocate per request of this grant.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<GrantResult> HandleAsync(TokenRequest request, Profile client, CancellationToken ct)
     {
         // 1. The request carries something shaped like one of our refresh tokens.
@@ -80,6 +83,8 @@ internal sealed class RefreshTokenGrant(
         return await RotateAsync(presentedHash, client, scope, ct);
     }
 
+    // Pooled, as TokenEndpoint.ProcessAsync: one state machine box fewer to allocate per request of this grant.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<GrantResult> RotateAsync(byte[] presentedHash, Profile client, string? narrowedScope, CancellationToken ct)
     {
         var now = time.GetUtcNow();

@@ -25,7 +25,12 @@ internal sealed class SqliteSession : IDisposable
 
     public SqliteConnection Connection { get; }
 
-    /// <summary>A cached, prepared command with its parameters cleared.</summary>
+    /// <summary>
+    /// A cached, prepared command whose parameters are all unset. They are kept, not cleared, so that
+    /// <see cref="SqliteCommandExtensions.With"/> only sets a value on the hot path instead of allocating a
+    /// parameter per execution; an unset value (null) makes Microsoft.Data.Sqlite refuse to run the
+    /// command, so a parameter a caller forgot still fails loudly instead of binding the last request's value.
+    /// </summary>
     public SqliteCommand Command(string sql)
     {
         if (!_commands.TryGetValue(sql, out var command))
@@ -34,7 +39,11 @@ internal sealed class SqliteSession : IDisposable
             command.CommandText = sql;
             _commands[sql] = command;
         }
-        command.Parameters.Clear();
+        var parameters = command.Parameters;
+        for (int i = 0; i < parameters.Count; i++) // not foreach: its enumerator is boxed, an allocation per command
+        {
+            parameters[i].Value = null;
+        }
         return command;
     }
 
@@ -52,9 +61,19 @@ internal sealed class SqliteSession : IDisposable
 
 internal static class SqliteCommandExtensions
 {
+    /// <summary>Sets a parameter, reusing the one a previous execution of this cached command created.</summary>
     public static SqliteCommand With(this SqliteCommand command, string name, object? value)
     {
-        command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        var parameters = command.Parameters;
+        int index = parameters.IndexOf(name);
+        if (index >= 0)
+        {
+            parameters[index].Value = value ?? DBNull.Value;
+        }
+        else
+        {
+            parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
         return command;
     }
 }
