@@ -90,7 +90,8 @@ internal sealed class AccessTokenCodec : IDisposable
             + Encoding.UTF8.GetByteCount(claims.UserId)
             + Encoding.UTF8.GetByteCount(claims.Scope);
         int rawLength = HeaderLength + NonceLength + plainLength + TagLength;
-        if (Prefix.Length + Base64Url.GetEncodedLength(rawLength) > MaxTokenLength)
+        int tokenLength = Prefix.Length + Base64Url.GetEncodedLength(rawLength);
+        if (tokenLength > MaxTokenLength)
         {
             // Callers bound client ids and scopes long before this; reaching here is a programming error.
             throw new InvalidOperationException("access token would exceed 2048 bytes");
@@ -117,7 +118,7 @@ internal sealed class AccessTokenCodec : IDisposable
 
         keys.Ciphers[keys.CurrentId].Value!.Encrypt(nonce, plain, cipherText, tag, header);
         // Prefix and base64url written side by side, so the token is the only string allocated (the length check above bounds the stack use).
-        Span<char> text = stackalloc char[Prefix.Length + Base64Url.GetEncodedLength(rawLength)];
+        Span<char> text = stackalloc char[tokenLength];
         Prefix.CopyTo(text);
         Base64Url.EncodeToChars(raw, text[Prefix.Length..]);
         return new string(text);
