@@ -112,6 +112,29 @@ public sealed class HousekeepingTests
         Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(other, otherTokens.RefreshToken)).Status);
     }
 
+    [Theory, Stores]
+    public async Task Pruning_a_grant_deletes_the_code_it_came_from_so_a_late_replay_cannot_revoke_a_newer_grant(StoreKind store)
+    {
+        // SQLite gives a new grant the id of a deleted newest one, and since schema v7 a code's link to its grant has
+        // no foreign key: a redeemed code left behind by the prune would name the next grant.
+        await using var host = await TollgateHost.StartAsync(store, o => o.PruneRetentionSeconds = 60);
+        var profile = await host.CreateProfileAsync();
+        var user = await host.CreateUserAsync();
+        string code = await host.IssueCodeAsync(profile, user);
+        Assert.Equal(HttpStatusCode.OK, (await host.PostTokenAsync(Exchange(profile, code))).Status);
+        (await host.PostTokenAsync(Exchange(profile, code))).AssertError(HttpStatusCode.BadRequest, "invalid_grant"); // revokes the grant
+        host.Clock.Advance(TimeSpan.FromSeconds(61)); // the revocation is past retention; the code has not expired yet
+
+        var pruned = await host.Housekeeping.RunOnceAsync(CancellationToken.None);
+        var newer = await host.PostTokenAsync(Exchange(profile, await host.IssueCodeAsync(profile, user)));
+        var lateReplay = await host.PostTokenAsync(Exchange(profile, code));
+
+        Assert.Equal((0, 1), (pruned.Codes, pruned.Grants));
+        lateReplay.AssertError(HttpStatusCode.BadRequest, "invalid_grant");
+        Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(profile, newer.RefreshToken)).Status);
+        Assert.Equal(1, Rows(host.Snapshot(), "authorization_codes")); // the newer grant's
+    }
+
     private static int Rows(string snapshot, string table) =>
         snapshot.Split('\n').SkipWhile(line => line.Trim() != $"[{table}]").Skip(1).TakeWhile(line => !line.StartsWith('[') && line.Length > 0).Count();
 

@@ -108,12 +108,52 @@ public sealed class StorageTests : IDisposable
     }
 
     [Fact]
+    public async Task A_code_redeemed_before_schema_7_is_still_deleted_with_its_grant()
+    {
+        string path = Path.Combine(_directory, "v6.db");
+        byte[] codeHash = Secrets.StoreKey("code-redeemed-under-v6");
+        var now = DateTimeOffset.UtcNow;
+        long old = now.AddDays(-30).ToUnixTimeMilliseconds(), future = now.AddDays(30).ToUnixTimeMilliseconds();
+        await using (var store = SqliteTokenStore.Open(path))
+        {
+            Assert.Equal(6, (await store.MigrateToAsync(6)).CurrentVersion);
+            await SecurityProfiles.CreateAsync(store, new ProfileRequest(
+                "Old app", ["https://app.example/cb"], ["profile"], null, null, false, null), TimeProvider.System, CancellationToken.None);
+            Assert.True(await store.CreateUserAsync(new NewUser("amzn1.account.OLD", "old@example.com", "Old", "x", now), CancellationToken.None));
+        }
+        using (var connection = new SqliteConnection($"Data Source={path};Pooling=False;Foreign Keys=True"))
+        {
+            connection.Open();
+            using var insert = connection.CreateCommand();
+            // A revoked grant past retention, and the code it came from, which has not expired yet.
+            insert.CommandText = """
+                INSERT INTO grants (id, profile_id, user_id, scope, created_at, revoked_at) SELECT 7, p.id, u.id, 'profile', $old, $old FROM profiles p, users u;
+                INSERT INTO authorization_codes (code_hash, profile_id, user_id, redirect_uri, scope, created_at, expires_at, redeemed_at, grant_id)
+                    SELECT $c, p.id, u.id, 'https://app.example/cb', 'profile', $old, $future, $old, 7 FROM profiles p, users u;
+                """;
+            insert.Parameters.AddWithValue("$old", old);
+            insert.Parameters.AddWithValue("$future", future);
+            insert.Parameters.AddWithValue("$c", codeHash);
+            insert.ExecuteNonQuery();
+        }
+
+        await using var upgraded = SqliteTokenStore.Open(path);
+        await upgraded.MigrateAsync(CancellationToken.None);
+        Assert.Equal(codeHash, Scalar(path, "SELECT code_hash FROM grants WHERE id = 7"));
+        var pruned = await upgraded.PruneAsync(new PrunePolicy(now, TimeSpan.FromDays(1), 100), null, CancellationToken.None);
+
+        Assert.Equal(1, pruned.Grants);
+        Assert.Equal(0L, Scalar(path, "SELECT count(*) FROM authorization_codes"));
+    }
+
+    [Fact]
     public async Task Deleting_a_grant_reaches_every_row_that_points_at_it_through_an_index()
     {
         // Pruning deletes revoked grants hundreds at a time on the single writer, and each delete cascades to the
-        // codes that point at the grant: a table without an index on that link is scanned once per grant, stalling
-        // every token request queued behind the prune. (Refresh tokens have no foreign key since schema v6; the store
-        // deletes them by walking their chains, which HousekeepingTests cover.)
+        // device codes that point at the grant: a table without an index on that link is scanned once per grant,
+        // stalling every token request queued behind the prune. (Refresh tokens and authorization codes have no
+        // foreign key to their grant since schemas v6 and v7; the store deletes them itself, from what the grant's row
+        // names, which HousekeepingTests cover.)
         string path = Path.Combine(_directory, "plan.db");
         await using (var store = SqliteTokenStore.Open(path))
         {
@@ -132,7 +172,6 @@ public sealed class StorageTests : IDisposable
             }
         }
 
-        Assert.Contains(steps, s => s.Contains("authorization_codes", StringComparison.Ordinal));
         Assert.Contains(steps, s => s.Contains("device_codes", StringComparison.Ordinal));
         Assert.DoesNotContain(steps, s => s.StartsWith("SCAN", StringComparison.Ordinal));
     }

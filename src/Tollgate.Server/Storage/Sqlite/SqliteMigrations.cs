@@ -232,6 +232,41 @@ internal static class SqliteMigrations
         CREATE INDEX refresh_tokens_roots ON refresh_tokens (grant_id) WHERE is_root = 1;
         CREATE INDEX refresh_tokens_consumed ON refresh_tokens (consumed_at) WHERE consumed_at IS NOT NULL;
         """,
+
+        // v7: a grant names the code it came from and its first refresh token. A code exchange appended to seven
+        // B-trees; two of them were indexes that only ever led from the new grant back to those two rows
+        // (authorization_codes_by_grant, for the cascade when a grant is deleted, and refresh_tokens_roots, for the
+        // grant's first token), and with their internal pages they were a third of the WAL an exchange load wrote.
+        // Now the grant's own row leads to both: its first token is stored as no root (is_root = 0), and the code's
+        // link to its grant loses the foreign key (SQLite drops one only by rebuilding the table) and its index, so
+        // the store deletes a grant's code itself (SqliteTokenStore.DeleteGrant). Existing links are copied into the
+        // grants; existing tokens stay roots. Device codes keep theirs: that flow is not a hot path.
+        """
+        ALTER TABLE grants ADD COLUMN code_hash BLOB;
+        ALTER TABLE grants ADD COLUMN first_token BLOB;
+
+        CREATE TABLE authorization_codes_v7 (
+            code_hash             BLOB PRIMARY KEY,
+            profile_id            INTEGER NOT NULL REFERENCES profiles (id) ON DELETE CASCADE,
+            user_id               INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            redirect_uri          TEXT NOT NULL,
+            scope                 TEXT NOT NULL,
+            code_challenge        TEXT,
+            code_challenge_method TEXT,
+            created_at            INTEGER NOT NULL,
+            expires_at            INTEGER NOT NULL,
+            redeemed_at           INTEGER,
+            grant_id              INTEGER
+        ) WITHOUT ROWID;
+        INSERT INTO authorization_codes_v7
+            SELECT code_hash, profile_id, user_id, redirect_uri, scope, code_challenge, code_challenge_method,
+                   created_at, expires_at, redeemed_at, grant_id
+            FROM authorization_codes;
+        UPDATE grants SET code_hash = c.code_hash FROM authorization_codes_v7 c WHERE c.grant_id = grants.id;
+        DROP TABLE authorization_codes;
+        ALTER TABLE authorization_codes_v7 RENAME TO authorization_codes;
+        CREATE INDEX authorization_codes_by_expiry ON authorization_codes (expires_at);
+        """,
     ];
 
     public static int LatestVersion => Steps.Count;

@@ -300,9 +300,7 @@ internal sealed partial class SqliteTokenStore
             {
                 return new DevicePoll(DevicePollOutcome.Denied);
             }
-            long grantId = (long)s.Command("INSERT INTO grants (profile_id, user_id, scope, created_at) VALUES ($p, $u, $s, $t) RETURNING id")
-                .With("$p", pairProfileRowId).With("$u", userRowId).With("$s", scope).With("$t", at).ExecuteScalar()!;
-            InsertRefreshToken(s, refreshTokenHash, grantId, at);
+            long grantId = InsertGrant(s, pairProfileRowId, userRowId, scope, at, refreshTokenHash, codeHash: null);
             s.Command("UPDATE device_codes SET redeemed_at = $t, grant_id = $g WHERE device_code_hash = $h")
                 .With("$t", at).With("$g", grantId).With("$h", deviceCodeHash).ExecuteNonQuery();
             string clientId = (string)s.Command("SELECT client_id FROM profiles WHERE id = $p").With("$p", pairProfileRowId).ExecuteScalar()!;

@@ -270,9 +270,7 @@ internal sealed partial class SqliteTokenStore : ITokenStore
             {
                 return new CodeRedemption(CodeRedemptionOutcome.Refused, 0, code);
             }
-            long grantId = (long)s.Command("INSERT INTO grants (profile_id, user_id, scope, created_at) VALUES ($p, $u, $s, $t) RETURNING id")
-                .With("$p", profileRowId).With("$u", userRowId).With("$s", code.Scope).With("$t", at).ExecuteScalar()!;
-            InsertRefreshToken(s, refreshTokenHash, grantId, at);
+            long grantId = InsertGrant(s, profileRowId, userRowId, code.Scope, at, refreshTokenHash, codeHash);
             s.Command("UPDATE authorization_codes SET redeemed_at = $t, grant_id = $g WHERE code_hash = $h")
                 .With("$t", at).With("$g", grantId).With("$h", codeHash).ExecuteNonQuery();
             return new CodeRedemption(CodeRedemptionOutcome.Redeemed, grantId, code);
@@ -338,6 +336,22 @@ internal sealed partial class SqliteTokenStore : ITokenStore
         s.Command("SELECT 1 FROM grants WHERE id = $g AND revoked_at IS NULL").With("$g", grantId).ExecuteScalar() is not null));
 
     /// <summary>
+    /// Starts a grant with its first refresh token. The grant's row names that token and the code it came from
+    /// (<paramref name="codeHash"/>, null for a device code), so neither needs an index entry to be found from the
+    /// grant when it is deleted (schema v7).
+    /// </summary>
+    internal static long InsertGrant(SqliteSession s, long profileRowId, long userRowId, string scope, long at, byte[] firstToken, byte[]? codeHash)
+    {
+        long grantId = (long)s.Command("""
+            INSERT INTO grants (profile_id, user_id, scope, created_at, first_token, code_hash) VALUES ($p, $u, $s, $t, $f, $c)
+            RETURNING id
+            """).With("$p", profileRowId).With("$u", userRowId).With("$s", scope).With("$t", at)
+            .With("$f", firstToken).With("$c", codeHash).ExecuteScalar()!;
+        InsertRefreshToken(s, firstToken, grantId, at, isRoot: false);
+        return grantId;
+    }
+
+    /// <summary>
     /// Stores a refresh token. <paramref name="isRoot"/>: the token starts a chain, so it is indexed by grant; false only
     /// for a rotation's successor, which the token it replaces names (schema v6).
     /// </summary>
@@ -346,8 +360,8 @@ internal sealed partial class SqliteTokenStore : ITokenStore
             .With("$h", tokenHash).With("$g", grantId).With("$t", at).With("$r", isRoot).ExecuteNonQuery();
 
     /// <summary>
-    /// Deletes the grants <paramref name="selectGrantIds"/> names, each with its refresh tokens (walked, as there is no
-    /// foreign key to cascade); deleting a grant cascades to the codes it came from. Returns how many.
+    /// Deletes the grants <paramref name="selectGrantIds"/> names, each with its refresh tokens and the code it came
+    /// from (neither has a foreign key to cascade along); deleting a grant cascades to its device code. Returns how many.
     /// </summary>
     private static int DeleteGrants(SqliteSession s, SqliteCommand selectGrantIds)
     {
@@ -361,20 +375,44 @@ internal sealed partial class SqliteTokenStore : ITokenStore
         }
         foreach (long grant in grants)
         {
-            DeleteTokensOfGrant(s, grant);
-            s.Command("DELETE FROM grants WHERE id = $g").With("$g", grant).ExecuteNonQuery();
+            DeleteGrant(s, grant);
         }
         return grants.Count;
     }
 
+    private static void DeleteGrant(SqliteSession s, long grantId)
+    {
+        byte[]? firstToken = null, codeHash = null;
+        using (var deleted = s.Command("DELETE FROM grants WHERE id = $g RETURNING first_token, code_hash").With("$g", grantId).ExecuteReader())
+        {
+            if (deleted.Read())
+            {
+                firstToken = deleted.IsDBNull(0) ? null : (byte[])deleted.GetValue(0);
+                codeHash = deleted.IsDBNull(1) ? null : (byte[])deleted.GetValue(1);
+            }
+        }
+        if (codeHash is not null)
+        {
+            // SQLite gives a new grant the id of a deleted newest one: a redeemed code left behind would name the new
+            // grant, and replaying it would revoke a grant it never produced.
+            s.Command("DELETE FROM authorization_codes WHERE code_hash = $h AND grant_id = $g")
+                .With("$h", codeHash).With("$g", grantId).ExecuteNonQuery();
+        }
+        DeleteTokensOfGrant(s, grantId, firstToken);
+    }
+
     /// <summary>
-    /// Deletes every refresh token of a grant, before the grant itself goes: from each chain's root (the grant's only
-    /// index entries) along the successors each consumed token names. Pruning keeps that walk whole: when it deletes
-    /// a consumed token, the successor becomes a root.
+    /// Deletes every refresh token of a grant: from its first token (which the grant's row names) and each chain's
+    /// root (the grant's only index entries) along the successors each consumed token names. Pruning keeps that walk
+    /// whole: when it deletes a consumed token, the successor becomes a root.
     /// </summary>
-    private static void DeleteTokensOfGrant(SqliteSession s, long grantId)
+    private static void DeleteTokensOfGrant(SqliteSession s, long grantId, byte[]? firstToken)
     {
         var pending = new Stack<byte[]>();
+        if (firstToken is not null)
+        {
+            pending.Push(firstToken);
+        }
         using (var roots = s.Command("SELECT token_hash FROM refresh_tokens WHERE grant_id = $g AND is_root = 1")
             .With("$g", grantId).ExecuteReader())
         {
