@@ -19,7 +19,8 @@
 # Scenarios (16 connections unless said otherwise): refresh under the reuse and the rotate policy,
 # client_credentials, authorization_code exchange, tokeninfo; reuse and rotate from 1 to 256
 # connections; reuse, rotate and tokeninfo as the store grows to 1,000,000 live refresh tokens and
-# 1,000 security profiles; the server's RSS sampled every second throughout.
+# 1,000 security profiles (on a second fresh store and server, so that its first point is an empty store and
+# not what the earlier scenarios left); the server's RSS sampled every second throughout.
 # Everything binds to 127.0.0.1 on ports the OS picks; every process started here is stopped on exit.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,10 +45,12 @@ printf 'group\tscenario\tsystem\tconc\tstore\trps\tp50_ms\tp99_ms\terrors\n' >"$
 group=grants
 : >"$rss"
 
-pids=(); dbloc=""
+pids=(); dbloc=""; scratch_dbs=()
 cleanup() {
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
-  case "$dbloc" in postgres:*) "${seeder[@]}" pg-drop --db "$dbloc" >/dev/null || echo "could not drop the scratch database" >&2;; esac
+  for d in "${scratch_dbs[@]:-}"; do
+    if [ -n "$d" ]; then "${seeder[@]}" pg-drop --db "$d" >/dev/null || echo "could not drop the scratch database $d" >&2; fi
+  done
 }
 trap cleanup EXIT
 
@@ -74,10 +77,10 @@ start() {
 }
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
-# RSS of the server, one sample a second, tagged with the phase running at the time.
-phase=idle
+# RSS of the server, one sample a second (seconds since the script started), tagged with the phase running.
+phase=idle; t0=$(date +%s)
 sample_rss() {
-  local p=$1 t0; t0=$(date +%s)
+  local p=$1
   while kill -0 "$p" 2>/dev/null; do
     printf '%s\t%s\t%s\n' "$(( $(date +%s) - t0 ))" "$(awk '/VmRSS/ { print $2 }' /proc/"$p"/status 2>/dev/null)" "$(cat "$out/phase" 2>/dev/null)" >>"$rss"
     sleep 1
@@ -126,7 +129,51 @@ start "$out/ceiling.log" "${ceiling[@]}" --urls http://127.0.0.1:0; ceil_url=$ur
 ceil_seeds="$out/ceiling-seeds.txt"; for _ in $(seq 1 "$max_conc"); do echo "Atzr|ceiling"; done >"$ceil_seeds"
 
 # ---- a fresh store, and the server(s) on it ----
-seeds="$out/seeds"
+# fresh_store NAME: a new empty database (SQLite file NAME.db in the output directory, or a scratch PostgreSQL
+# database), seeded with the bench's profiles and max_conc refresh tokens per policy in $seeds.
+fresh_store() {
+  seeds="$out/seeds-$1"
+  if [ -n "$postgres" ]; then
+    dbloc=$("${seeder[@]}" pg-create --server "postgres:$postgres"); scratch_dbs+=("$dbloc")
+  else
+    db="$out/$1.db"; rm -f "$db" "$db"-*; dbloc="sqlite:$db"
+  fi
+  "${seeder[@]}" seed --db "$dbloc" --out "$seeds" --chains "$max_conc" >&2
+}
+
+# start_servers NAME: the node(s) on $dbloc; sets $srv (their URLs) and samples the first node's RSS
+# (each node is a whole server; the others are alike).
+start_servers() {
+  srv=""; srv_pids=()
+  for n in $(seq 1 "$nodes"); do
+    start "$out/$1$([ "$n" = 1 ] || echo "-$n").log" "${tollgate[@]}" serve --urls http://127.0.0.1:0 --db "$dbloc"
+    srv=${srv:+$srv,}$url; srv_pids+=("$pid")
+  done
+  sample_rss "${srv_pids[0]}" & pids+=($!)
+}
+stop_servers() { for p in "${srv_pids[@]}"; do stop "$p"; done; }
+
+# warm_up PATHS...: an unmeasured pass over each path, for longer than a measurement's own warm-up: .NET's tiered JIT
+# recompiles hot methods in the background for several seconds, and a perf profile showed it taking a sixth of the
+# CPU 10 s into a cold run.
+wd=$([ $smoke = 1 ] && echo 1 || echo 4)
+warm_up() {
+  set_phase warmup
+  for path in "$@"; do case "$path" in
+    reuse) "${load[@]}" "$srv" --mode refresh --client-id $reuse_id --client-secret $secret --seed-file "$seeds/reuse-tokens.txt" \
+      -c 16 -d "$wd" --warmup 0 >/dev/null;;
+    rotate) "${load[@]}" "$srv" --mode refresh --client-id $rotate_id --client-secret $secret --seed-file "$seeds/rotate-tokens.txt" \
+      --dump-tokens "$seeds/rotate-tokens.txt" -c 16 -d "$wd" --warmup 0 >/dev/null;;
+    client_credentials) "${load[@]}" "$srv" --mode client_credentials --client-id $reuse_id --client-secret $secret \
+      --scope videocentral::reporting -c 16 -d "$wd" --warmup 0 >/dev/null;;
+    tokeninfo) "${load[@]}" "$srv" --mode tokeninfo --client-id $reuse_id --client-secret $secret --seed-file "$seeds/reuse-tokens.txt" \
+      -c 16 -d "$wd" --warmup 0 >/dev/null;;
+    code) "${seeder[@]}" codes --db "$dbloc" --client-id $reuse_id --count $(( wd * 10000 )) --out "$seeds/warmup-codes.txt" >/dev/null
+      "${load[@]}" "$srv" --mode code --client-id $reuse_id --client-secret $secret --code-file "$seeds/warmup-codes.txt" \
+        --redirect-uri https://bench.example/cb -c 16 -d "$wd" --warmup 0 >/dev/null;;
+  esac; done
+}
+
 if [ -n "$postgres" ]; then
   postgres=${postgres#postgres:}
   # Each node keeps its own pool, and PostgreSQL refuses connections past max_connections (100 by default) with
@@ -135,37 +182,19 @@ if [ -n "$postgres" ]; then
   shopt -s nocasematch
   [[ "$postgres" == *max*pool*size* ]] || postgres="${postgres%;};Maximum Pool Size=$(( 80 / nodes ))"
   shopt -u nocasematch
-  dbloc=$("${seeder[@]}" pg-create --server "postgres:$postgres")
   store_desc="PostgreSQL (synchronous_commit=on)"
 else
-  db="$out/tollgate.db"; rm -f "$db" "$db"-*; dbloc="sqlite:$db"
   store_desc="durable SQLite, synchronous=FULL"
 fi
-"${seeder[@]}" seed --db "$dbloc" --out "$seeds" --chains "$max_conc" >&2
-srv=""; srv_pid=""
-for n in $(seq 1 "$nodes"); do
-  start "$out/server$([ "$n" = 1 ] || echo "-$n").log" "${tollgate[@]}" serve --urls http://127.0.0.1:0 --db "$dbloc"
-  srv=${srv:+$srv,}$url; srv_pid=${srv_pid:-$pid}
-done
 [ "$nodes" -gt 1 ] && store_desc="$store_desc, $nodes nodes"
-# RSS is that of the first node (each node is a whole server; the others are alike).
-sample_rss "$srv_pid" & pids+=($!)
+fresh_store tollgate
+start_servers server
 
 # An unmeasured pass first, so neither server is measured while its JIT is still compiling the path.
 set_phase warmup
 "${load[@]}" "$ceil_url" --mode refresh --client-id a --client-secret b --seed-file "$ceil_seeds" -c 16 -d 2 --warmup 0 >/dev/null
 "${load[@]}" "$ceil_url" --mode tokeninfo --client-id a --client-secret b --seed-file "$ceil_seeds" -c 16 -d 1 --warmup 0 >/dev/null
-# Every path is run here, for longer than a measurement's own warm-up: .NET's tiered JIT recompiles hot methods in
-# the background for several seconds, and a perf profile showed it taking a sixth of the CPU 10 s into a cold run.
-wd=$([ $smoke = 1 ] && echo 1 || echo 4)
-"${load[@]}" "$srv" --mode refresh --client-id $reuse_id --client-secret $secret --seed-file "$seeds/reuse-tokens.txt" -c 16 -d "$wd" --warmup 0 >/dev/null
-"${load[@]}" "$srv" --mode refresh --client-id $rotate_id --client-secret $secret --seed-file "$seeds/rotate-tokens.txt" \
-  --dump-tokens "$seeds/rotate-tokens.txt" -c 16 -d "$wd" --warmup 0 >/dev/null
-"${load[@]}" "$srv" --mode client_credentials --client-id $reuse_id --client-secret $secret --scope videocentral::reporting -c 16 -d "$wd" --warmup 0 >/dev/null
-"${load[@]}" "$srv" --mode tokeninfo --client-id $reuse_id --client-secret $secret --seed-file "$seeds/reuse-tokens.txt" -c 16 -d "$wd" --warmup 0 >/dev/null
-"${seeder[@]}" codes --db "$dbloc" --client-id $reuse_id --count $(( wd * 10000 )) --out "$seeds/warmup-codes.txt" >/dev/null
-"${load[@]}" "$srv" --mode code --client-id $reuse_id --client-secret $secret --code-file "$seeds/warmup-codes.txt" \
-  --redirect-uri https://bench.example/cb -c 16 -d "$wd" --warmup 0 >/dev/null
+warm_up reuse rotate client_credentials tokeninfo code
 
 echo "1. every grant at 16 connections, empty store (${dur}s each)" >&2
 ceil_post 16 0; ceil_get 16 0
@@ -179,8 +208,15 @@ for c in $conc_list; do
   run_reuse tollgate "$c" 0 "$srv"; run_rotate tollgate "$c" 0 "$srv"
 done
 
-echo "3. store size: $sizes live refresh tokens (1 profile per 1,000 tokens)" >&2
+echo "3. store size: $sizes live refresh tokens (1 profile per 1,000 tokens), on a fresh store" >&2
 group=store
+# The scenarios above left their grants behind (every code exchange, about 100,000 of them, issued a live refresh
+# token): a new store and server, so that the first point really is an empty store.
+set_phase idle; stop_servers
+if [ -z "$postgres" ]; then rm -f "$db" "$db"-*; fi
+fresh_store store-size
+start_servers server-store-size
+warm_up reuse rotate tokeninfo
 have=0
 for size in $sizes; do
   if [ "$size" -gt "$have" ]; then
