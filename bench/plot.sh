@@ -51,8 +51,8 @@ plot "$tmp/s-ceil" using 0:2:xtic(1) title "ceiling (POST)", \
      "$tmp/s-rotate" using 0:2 title "refresh (rotate)", \
      "$tmp/s-info" using 0:2 title "tokeninfo"
 set output "$out/rss.png"
-set title "Server RSS over the whole bench run (every scenario, then the soak)"
-set xlabel "seconds since the server started"
+set title "Server RSS over the whole bench run (a new server for the store-size scenarios, then any soak)"
+set xlabel "seconds since the bench started"
 set ylabel "RSS MB"
 set yrange [0:300]
 plot "$tmp/rss" using 1:2 with lines title "tollgate serve", 250 with lines dashtype 2 title "target 250 MB"

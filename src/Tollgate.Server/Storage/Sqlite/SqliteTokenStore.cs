@@ -340,7 +340,7 @@ internal sealed partial class SqliteTokenStore : ITokenStore
     /// (<paramref name="codeHash"/>, null for a device code), so neither needs an index entry to be found from the
     /// grant when it is deleted (schema v7).
     /// </summary>
-    internal static long InsertGrant(SqliteSession s, long profileRowId, long userRowId, string scope, long at, byte[] firstToken, byte[]? codeHash)
+    private static long InsertGrant(SqliteSession s, long profileRowId, long userRowId, string scope, long at, byte[] firstToken, byte[]? codeHash)
     {
         long grantId = (long)s.Command("""
             INSERT INTO grants (profile_id, user_id, scope, created_at, first_token, code_hash) VALUES ($p, $u, $s, $t, $f, $c)
