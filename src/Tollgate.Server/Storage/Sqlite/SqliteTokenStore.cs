@@ -323,7 +323,7 @@ internal sealed partial class SqliteTokenStore : ITokenStore
                     break;
                 case RotationOutcome.ReplayedWithinGrace:
                     // The consumed token already names its first successor; a second one starts a chain of its own.
-                    InsertRefreshToken(s, successorHash, token!.GrantId, at);
+                    InsertRefreshToken(s, successorHash, token!.GrantId, at, isRoot: true);
                     break;
                 case RotationOutcome.ReuseDetected:
                     RevokeGrant(s, token!.GrantId, at, RotationRule.ReuseRevocationReason);
@@ -352,10 +352,11 @@ internal sealed partial class SqliteTokenStore : ITokenStore
     }
 
     /// <summary>
-    /// Stores a refresh token. <paramref name="isRoot"/>: the token starts a chain, so it is indexed by grant; false only
-    /// for a rotation's successor, which the token it replaces names (schema v6).
+    /// Stores a refresh token. <paramref name="isRoot"/>: the token starts a chain that nothing else names, so it is
+    /// indexed by grant; false for a rotation's successor, which the token it replaces names (schema v6), and for a
+    /// grant's first token, which the grant names (schema v7).
     /// </summary>
-    private static void InsertRefreshToken(SqliteSession s, byte[] tokenHash, long grantId, long at, bool isRoot = true) =>
+    private static void InsertRefreshToken(SqliteSession s, byte[] tokenHash, long grantId, long at, bool isRoot) =>
         s.Command("INSERT INTO refresh_tokens (token_hash, grant_id, created_at, is_root) VALUES ($h, $g, $t, $r)")
             .With("$h", tokenHash).With("$g", grantId).With("$t", at).With("$r", isRoot).ExecuteNonQuery();
 
