@@ -16,6 +16,7 @@ series connections post ceiling >"$tmp/c-ceil"; series connections reuse tollgat
 series connections rotate tollgate >"$tmp/c-rotate"
 series store post ceiling >"$tmp/s-ceil"; series store get ceiling >"$tmp/s-ceilget"
 series store reuse tollgate >"$tmp/s-reuse"; series store rotate tollgate >"$tmp/s-rotate"; series store tokeninfo tollgate >"$tmp/s-info"
+series store client_credentials tollgate >"$tmp/s-cc"; series store code_exchange tollgate >"$tmp/s-code"
 awk -F'\t' '$2 != "" { print $1 "\t" $2 / 1024 }' "$in/rss.tsv" >"$tmp/rss"
 
 gnuplot <<EOF
@@ -49,7 +50,10 @@ set style data linespoints
 plot "$tmp/s-ceil" using 0:2:xtic(1) title "ceiling (POST)", \
      "$tmp/s-reuse" using 0:2 title "refresh (reuse)", \
      "$tmp/s-rotate" using 0:2 title "refresh (rotate)", \
-     "$tmp/s-info" using 0:2 title "tokeninfo"
+     "$tmp/s-info" using 0:2 title "tokeninfo"$(
+  # Runs before the store-size group measured every grant had only the three above.
+  [ -s "$tmp/s-cc" ] && printf ', \\\n     "%s" using 0:2 title "client credentials"' "$tmp/s-cc"
+  [ -s "$tmp/s-code" ] && printf ', \\\n     "%s" using 0:2 title "authorization code exchange"' "$tmp/s-code")
 set output "$out/rss.png"
 set title "Server RSS over the whole bench run (a new server for the store-size scenarios, then any soak)"
 set xlabel "seconds since the bench started"

@@ -21,7 +21,7 @@
 #
 # Scenarios (16 connections unless said otherwise): refresh under the reuse and the rotate policy,
 # client_credentials, authorization_code exchange, tokeninfo; reuse and rotate from 1 to 256
-# connections; reuse, rotate and tokeninfo as the store grows to 1,000,000 live refresh tokens and
+# connections; every grant again as the store grows to 1,000,000 live refresh tokens and
 # 1,000 security profiles (on a second fresh store and server, so that its first point is an empty store and
 # not what the earlier scenarios left); the server's RSS sampled every second throughout.
 # Everything binds to 127.0.0.1 on ports the OS picks; every process started here is stopped on exit.
@@ -226,7 +226,7 @@ set_phase idle; stop_servers
 if [ -z "$postgres" ]; then rm -f "$db" "$db"-*; fi
 fresh_store store-size
 start_servers server-store-size
-warm_up reuse rotate tokeninfo
+warm_up reuse rotate client_credentials tokeninfo code
 have=0
 for size in $sizes; do
   if [ "$size" -gt "$have" ]; then
@@ -235,7 +235,8 @@ for size in $sizes; do
     have=$size
   fi
   ceil_post 16 "$size"; ceil_get 16 "$size"
-  run_reuse tollgate 16 "$size" "$srv"; run_rotate tollgate 16 "$size" "$srv"; run_tokeninfo tollgate 16 "$size" "$srv"
+  run_reuse tollgate 16 "$size" "$srv"; run_rotate tollgate 16 "$size" "$srv"; run_cc tollgate 16 "$size" "$srv"
+  run_code tollgate 16 "$size" "$srv"; run_tokeninfo tollgate 16 "$size" "$srv"
 done
 
 if [ "$soak" -gt 0 ]; then
