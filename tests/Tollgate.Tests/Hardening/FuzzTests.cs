@@ -83,9 +83,24 @@ public sealed class FuzzTests : IAsyncLifetime
 
     private void Check(FuzzRequest request, string before)
     {
-        var (status, headers, contentType, body) = SendAsync(request).GetAwaiter().GetResult();
+        bool refusedByKestrel = request.BreaksHttpFraming || request.Path.Length > 2 * _host.Options.Limits.MaxRequestTargetBytes;
+        (HttpStatusCode, HttpResponseHeaders, string, string) answer;
+        try
+        {
+            answer = SendAsync(request).GetAwaiter().GetResult();
+        }
+        catch (HttpRequestException e) when (refusedByKestrel && e.InnerException is IOException)
+        {
+            // Kestrel answers such a request with 400 and closes the connection at once, without reading the body it
+            // cannot delimit (RFC 9112 §6.3). A client still sending a long body then finds the connection closed
+            // (broken pipe, reset) before it can read that answer: the refusal, seen from the client's side. What
+            // remains to check is that nothing was stored.
+            Assert.True(before == _host.Snapshot(), $"the store changed after {request}");
+            return;
+        }
+        var (status, headers, contentType, body) = answer;
         Assert.True((int)status < 500, $"{(int)status} for {request}: {body}");
-        if (request.BreaksHttpFraming || request.Path.Length > 2 * _host.Options.Limits.MaxRequestTargetBytes)
+        if (refusedByKestrel)
         {
             // Kestrel refuses a request whose length it cannot determine, or whose request line is beyond its hard limit
             // (twice ours, see docs/configuration.md), before any of our code runs, with a bare 4xx. Either may also reach

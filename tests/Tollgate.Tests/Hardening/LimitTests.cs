@@ -73,6 +73,27 @@ public sealed class LimitTests
     }
 
     [Fact]
+    public async Task A_body_whose_end_cannot_be_known_is_refused_with_400_before_it_is_read_and_the_server_keeps_serving()
+    {
+        await using var host = await TollgateHost.StartAsync(StoreKind.Sqlite);
+        string before = host.Snapshot();
+        // chunked is not the last transfer coding, so nothing delimits the body (RFC 9112 §6.3). Waiting for it would
+        // let a client hold the connection, and guessing its end is how request smuggling starts: refuse at once, close.
+        string head = "POST /auth/o2/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            + "Transfer-Encoding: chunked\r\nTransfer-Encoding: close\r\n\r\n";
+        var started = System.Diagnostics.Stopwatch.StartNew();
+
+        string response = await RawHttp.SendAsync(host.BaseAddress, head, Enumerable.Repeat(new string('A', 1000), 40),
+            TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(15));
+
+        Assert.StartsWith("HTTP/1.1 400", response, StringComparison.Ordinal);
+        Assert.Contains("Connection: close", response, StringComparison.OrdinalIgnoreCase);
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(5), $"answered after {started.Elapsed}, as if it had read the 10 s body");
+        Assert.Equal(before, host.Snapshot());
+        Assert.Equal(HttpStatusCode.OK, (await host.GetAsync("/healthz")).Status);
+    }
+
+    [Fact]
     public async Task A_body_that_trickles_in_is_refused_with_408_and_the_protocol_error()
     {
         await using var host = await TollgateHost.StartAsync(StoreKind.Sqlite, o =>
