@@ -91,10 +91,10 @@ public sealed class FuzzTests : IAsyncLifetime
         }
         catch (HttpRequestException e) when (refusedByKestrel && e.InnerException is IOException)
         {
-            // Kestrel answers such a request with 400 and closes the connection at once, without reading the body it
-            // cannot delimit (RFC 9112 §6.3). A client still sending a long body then finds the connection closed
-            // (broken pipe, reset) before it can read that answer: the refusal, seen from the client's side. What
-            // remains to check is that nothing was stored.
+            // Kestrel answers such a request with a bare 4xx and closes the connection at once, without reading its
+            // body (which it cannot delimit, RFC 9112 §6.3, or which follows a request line it refused). A client still
+            // sending a long body then finds the connection closed (broken pipe, reset) before it can read that answer:
+            // the refusal, seen from the client's side. What remains to check is that nothing was stored.
             Assert.True(before == _host.Snapshot(), $"the store changed after {request}");
             return;
         }
