@@ -217,12 +217,6 @@ internal static class TollgateServer
     }
 
     /// <summary>
-    /// Every response carries a request id (<c>x-amzn-RequestId</c>, also in error bodies and logs). Requests over the
-    /// size limits are refused here, before routing. Anything a handler did not expect becomes a protocol error without
-    /// a stack trace: a body Kestrel gave up on (too slow, too large) is its 4xx, a store that cannot be reached or
-    /// written is <c>temporarily_unavailable</c> (503, retry), anything else <c>server_error</c>.
-    /// </summary>
-    /// <summary>
     /// Kestrel's refusal of a request body (too large, too slow, malformed framing), thrown as it is by the endpoints
     /// that read the body themselves, or wrapped by antiforgery, which reads a web page's form before the page runs:
     /// a body over the limit posted to a page was a 500 until the wrapped case was looked for (found by FuzzTests).
@@ -230,6 +224,12 @@ internal static class TollgateServer
     private static BadHttpRequestException? BodyRefusal(Exception e) =>
         e as BadHttpRequestException ?? e.InnerException as BadHttpRequestException;
 
+    /// <summary>
+    /// Every response carries a request id (<c>x-amzn-RequestId</c>, also in error bodies and logs). Requests over the
+    /// size limits are refused here, before routing. Anything a handler did not expect becomes a protocol error without
+    /// a stack trace: a body Kestrel gave up on (too slow, too large) is its 4xx, a store that cannot be reached or
+    /// written is <c>temporarily_unavailable</c> (503, retry), anything else <c>server_error</c>.
+    /// </summary>
     private static async Task RequestIdAndErrors(HttpContext http, RequestDelegate next, LimitOptions limits)
     {
         http.TraceIdentifier = Guid.NewGuid().ToString();
