@@ -217,12 +217,12 @@ internal static class TollgateServer
     }
 
     /// <summary>
-    /// Kestrel's refusal of a request body (too large, too slow, malformed framing), thrown as it is by the endpoints
-    /// that read the body themselves, or wrapped by antiforgery, which reads a web page's form before the page runs:
-    /// a body over the limit posted to a page was a 500 until the wrapped case was looked for (found by FuzzTests).
+    /// <paramref name="e"/> if it is a <typeparamref name="T"/>, or the <typeparamref name="T"/> it wraps. Bad input
+    /// arrives either way: the endpoints that read a body themselves see Kestrel's or the form reader's exception as it
+    /// is, while antiforgery, which reads a web page's form before the page runs, wraps it in its own. Looking only at
+    /// the bare exception made a body over the limit posted to a page a 500 (found by FuzzTests).
     /// </summary>
-    private static BadHttpRequestException? BodyRefusal(Exception e) =>
-        e as BadHttpRequestException ?? e.InnerException as BadHttpRequestException;
+    private static T? ThrownOrWrapped<T>(Exception e) where T : Exception => e as T ?? e.InnerException as T;
 
     /// <summary>
     /// Every response carries a request id (<c>x-amzn-RequestId</c>, also in error bodies and logs). Requests over the
@@ -243,7 +243,7 @@ internal static class TollgateServer
         {
             await next(http);
         }
-        catch (Exception e) when (BodyRefusal(e) is { } refused && !http.Response.HasStarted)
+        catch (Exception e) when (ThrownOrWrapped<BadHttpRequestException>(e) is { } refused && !http.Response.HasStarted)
         {
             http.Response.Clear();
             http.Response.Headers[ProtocolResponse.RequestIdHeader] = http.TraceIdentifier;
@@ -251,7 +251,7 @@ internal static class TollgateServer
             http.Response.Headers.Connection = "close";
             await ProtocolResponse.WriteErrorAsync(http, RequestLimits.FromBadRequest(refused));
         }
-        catch (Exception e) when ((e is InvalidDataException || e.InnerException is InvalidDataException) && !http.Response.HasStarted)
+        catch (Exception e) when (ThrownOrWrapped<InvalidDataException>(e) is not null && !http.Response.HasStarted)
         {
             // ASP.NET Core's form reader refuses keys, values or counts over its limits this way: bad input, not a fault.
             // Antiforgery reads the form of the web pages first and wraps the same refusal in its own exception.
