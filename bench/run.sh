@@ -127,6 +127,11 @@ run_code() {
     --code-file "$seeds/codes.txt" --redirect-uri https://bench.example/cb; }
 run_tokeninfo() { measure tokeninfo "$1" "$2" "$3" "$4" --mode tokeninfo --client-id $reuse_id --client-secret $secret \
   --seed-file "$seeds/reuse-tokens.txt"; }
+# run_every_grant STORE: each grant once at 16 connections on the server(s) in $srv, the store holding STORE seeded tokens.
+run_every_grant() {
+  run_reuse tollgate 16 "$1" "$srv"; run_rotate tollgate 16 "$1" "$srv"; run_cc tollgate 16 "$1" "$srv"
+  run_code tollgate 16 "$1" "$srv"; run_tokeninfo tollgate 16 "$1" "$srv"
+}
 ceil_post() { measure post ceiling "$1" "$2" "$ceil_url" --mode refresh --client-id a --client-secret b --seed-file "$ceil_seeds"; }
 ceil_get() { measure get ceiling "$1" "$2" "$ceil_url" --mode tokeninfo --client-id a --client-secret b --seed-file "$ceil_seeds"; }
 
@@ -206,8 +211,7 @@ echo "1. every grant at 16 connections, empty store (${dur}s each$([ "$rounds" =
 for round in $(seq 1 "$rounds"); do
   [ "$rounds" = 1 ] || echo " round $round" >&2
   ceil_post 16 0; ceil_get 16 0
-  run_reuse tollgate 16 0 "$srv"; run_rotate tollgate 16 0 "$srv"; run_cc tollgate 16 0 "$srv"
-  run_code tollgate 16 0 "$srv"; run_tokeninfo tollgate 16 0 "$srv"
+  run_every_grant 0
 done
 round=1
 
@@ -235,8 +239,7 @@ for size in $sizes; do
     have=$size
   fi
   ceil_post 16 "$size"; ceil_get 16 "$size"
-  run_reuse tollgate 16 "$size" "$srv"; run_rotate tollgate 16 "$size" "$srv"; run_cc tollgate 16 "$size" "$srv"
-  run_code tollgate 16 "$size" "$srv"; run_tokeninfo tollgate 16 "$size" "$srv"
+  run_every_grant "$size"
 done
 
 if [ "$soak" -gt 0 ]; then
