@@ -12,7 +12,7 @@
 #               the median ratio over the rounds (with the lowest and highest) to the table: on a shared
 #               machine one round's ratio can be off by a third (default 1; 2 with --smoke, to exercise it)
 #   --soak      after the table, refresh at 16 connections for SECONDS and report RSS over that time
-#   --out       where results.tsv, rss.tsv and the logs go (default: a new directory under /tmp)
+#   --out       where results.tsv, rss.tsv, disk.txt and the logs go (default: a new directory under /tmp)
 #   --postgres  use this PostgreSQL server instead of SQLite: the script creates a scratch database
 #               named tollgate_bench_<random> on it (the connection string's Database is only used to
 #               log in) and drops it on exit; an existing database is never touched
@@ -24,6 +24,8 @@
 # connections; every grant again as the store grows to 1,000,000 live refresh tokens and
 # 1,000 security profiles (on a second fresh store and server, so that its first point is an empty store and
 # not what the earlier scenarios left); the server's RSS sampled every second throughout.
+# Before any of it, on SQLite, it times 1,000 durable commits one at a time on the disk under --out
+# (`Tollgate.Benchmarks disk`) and prints their p50 and p99 above the table: the floor under a durable answer.
 # Everything binds to 127.0.0.1 on ports the OS picks; every process started here is stopped on exit.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -134,6 +136,13 @@ run_every_grant() {
 }
 ceil_post() { measure post ceiling "$1" "$2" "$ceil_url" --mode refresh --client-id a --client-secret b --seed-file "$ceil_seeds"; }
 ceil_get() { measure get ceiling "$1" "$2" "$ceil_url" --mode tokeninfo --client-id a --client-secret b --seed-file "$ceil_seeds"; }
+
+# ---- the disk under the SQLite file: the floor under every durable answer, which no table means much without ----
+disk_line=""
+if [ -z "$postgres" ]; then
+  disk_line=$("${seeder[@]}" disk --dir "$out" --commits "$([ $smoke = 1 ] && echo 50 || echo 1000)")
+  echo "$disk_line" | tee "$out/disk.txt" >&2
+fi
 
 # ---- the ceiling ----
 start "$out/ceiling.log" "${ceiling[@]}" --urls http://127.0.0.1:0; ceil_url=$url
@@ -251,6 +260,9 @@ set_phase done; sleep 1.5
 # ---- the table ----
 echo
 echo "Tollgate vs the ceiling, same machine, same run, same load tool ($store_desc)"
+if [ -n "$disk_line" ]; then
+  sed -nE 's/.*p50_ms=([0-9.]+) p99_ms=([0-9.]+).*/disk: one durable commit (synchronous=FULL, one at a time) takes p50 \1 ms, p99 \2 ms here/p' <<<"$disk_line"
+fi
 awk -F'\t' -v rssfile="$rss" -v rounds="$rounds" '
   NR == 1 { next }
   $3 == "ceiling" { ceil[$1 "|" $2 "|" $4 "|" $5 "|" $10] = $6; next }
