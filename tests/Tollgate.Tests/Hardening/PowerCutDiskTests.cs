@@ -1,0 +1,86 @@
+using Microsoft.Data.Sqlite;
+using Tollgate.Tests.Infrastructure;
+
+namespace Tollgate.Tests.Hardening;
+
+/// <summary>
+/// The power-cut disk behind <c>CliTests.Every_token_the_server_answered_with_survives_a_power_cut</c> must lose what
+/// a real power cut loses, or that test could not fail. These pin its model with SQLite itself, outside Tollgate.
+/// </summary>
+public sealed class PowerCutDiskTests : IDisposable
+{
+    private readonly string _directory = TempDirectory.Create();
+
+    public void Dispose() => TempDirectory.Delete(_directory);
+
+    [Fact]
+    public async Task A_commit_that_was_fsynced_survives_the_cut_and_one_that_was_not_is_lost()
+    {
+        await using var disk = await PowerCutDisk.MountAsync(_directory);
+        using (var connection = Open(Path.Combine(disk.MountPoint, "probe.db")))
+        {
+            Execute(connection, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; CREATE TABLE t (v TEXT)");
+            Execute(connection, "INSERT INTO t VALUES ('synced')");
+            // synchronous=OFF: SQLite commits into the WAL without an fsync, as a server that answered early would.
+            Execute(connection, "PRAGMA synchronous = OFF; INSERT INTO t VALUES ('committed, not synced')");
+            Assert.Equal(["synced", "committed, not synced"], Values(connection));
+
+            string cut = await disk.CutPowerAsync();
+            Assert.DoesNotContain("cut: 0 pages", cut, StringComparison.Ordinal);
+            // The disk is gone: a write now fails with EIO instead of pretending.
+            Assert.Throws<SqliteException>(() => Execute(connection, "PRAGMA synchronous = FULL; INSERT INTO t VALUES ('after the cut')"));
+        }
+        SqliteConnection.ClearAllPools();
+        await disk.UnmountAsync();
+
+        using var survivor = Open(Path.Combine(disk.Backing, "probe.db"));
+        Assert.Equal(["synced"], Values(survivor));
+    }
+
+    [Fact]
+    public async Task Without_a_cut_unmounting_writes_everything_back_as_a_clean_shutdown_would()
+    {
+        await using var disk = await PowerCutDisk.MountAsync(_directory);
+        string file = Path.Combine(disk.MountPoint, "plain.txt");
+        await File.WriteAllTextAsync(file, "never fsynced, ");
+        await File.AppendAllTextAsync(file, "then truncated and rewritten");
+        using (var stream = new FileStream(file, FileMode.Open, FileAccess.ReadWrite))
+        {
+            stream.SetLength(5);
+        }
+        await File.AppendAllTextAsync(file, "!");
+        Assert.Equal("never!", await File.ReadAllTextAsync(file));
+        Assert.Equal(0, new FileInfo(Path.Combine(disk.Backing, "plain.txt")).Length); // nothing reached the disk yet
+
+        await disk.UnmountAsync();
+
+        Assert.Equal("never!", await File.ReadAllTextAsync(Path.Combine(disk.Backing, "plain.txt")));
+    }
+
+    private static SqliteConnection Open(string path)
+    {
+        var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
+        connection.Open();
+        return connection;
+    }
+
+    private static void Execute(SqliteConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    private static List<string> Values(SqliteConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT v FROM t ORDER BY rowid";
+        using var reader = command.ExecuteReader();
+        var values = new List<string>();
+        while (reader.Read())
+        {
+            values.Add(reader.GetString(0));
+        }
+        return values;
+    }
+}

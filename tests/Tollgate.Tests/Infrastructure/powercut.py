@@ -1,0 +1,259 @@
+#!/usr/bin/python3
+"""powercut: a FUSE file system that behaves like a disk with a volatile write cache, for power-loss tests.
+
+    /usr/bin/python3 powercut.py BACKING_DIR MOUNT_POINT
+
+Everything written under MOUNT_POINT stays in this process's memory, the way a disk's cache (or the kernel's page
+cache) holds it, until the program that wrote it calls fsync or fdatasync on the file; only then is it written to the
+same file under BACKING_DIR, and that file fsynced. A line "cut" on stdin cuts the power: every write not yet synced
+is thrown away and every later operation fails with EIO, as on a machine whose disk stopped. Unmount afterwards
+(`umount MOUNT_POINT`) and BACKING_DIR holds exactly what had reached the disk before the cut. Unmounted without a
+cut, it writes everything back first, as a clean shutdown would.
+
+Why not the kernel's own tools: dm-flakey and dm-log-writes need device-mapper, which this machine's kernel lacks;
+/dev/fuse is there. Stricter than a real disk in one way (nothing unsynced ever reaches the disk early, so a program
+that answers before its fsync loses that write every time) and more lenient in another (creating, renaming and
+deleting files reach the directory at once): it is file contents that a durability bug loses.
+
+Talks on stdout: "mounted" once the file system is up, "cut: N pages of M files thrown away" after a cut.
+Needs Debian's python3-fusepy (and /dev/fuse); runs as root, which lets libfuse mount without fusermount.
+"""
+import errno
+import os
+import sys
+import threading
+
+try:
+    from fusepy import FUSE, FuseOSError, Operations  # Debian's python3-fusepy
+except ImportError:
+    from fuse import FUSE, FuseOSError, Operations  # fusepy as pip installs it
+
+PAGE = 4096
+TRACE = os.environ.get('POWERCUT_TRACE') == '1'  # every failed operation on stderr
+
+
+class Cache:
+    """One file's unsynced contents: whole pages, the file's size as programs see it, and how far a truncation that
+    has not reached the disk yet cut the file (bytes past it on the disk are no longer the file's)."""
+
+    def __init__(self, fd, disk_size):
+        self.fd = fd  # our own read-write descriptor, so the cache can be written back even after the file is deleted
+        self.size = disk_size
+        self.cut_at = disk_size
+        self.pages = {}
+
+    def _disk_page(self, index):
+        start = index * PAGE
+        if start >= self.cut_at:
+            return bytearray(PAGE)
+        data = bytearray(os.pread(self.fd, PAGE, start))
+        keep = min(len(data), self.cut_at - start)
+        return data[:keep] + bytearray(PAGE - keep)
+
+    def _page(self, index):
+        page = self.pages.get(index)
+        if page is None:
+            page = self.pages[index] = self._disk_page(index)
+        return page
+
+    def write(self, data, offset):
+        at = 0
+        while at < len(data):
+            index, within = divmod(offset + at, PAGE)
+            n = min(PAGE - within, len(data) - at)
+            self._page(index)[within:within + n] = data[at:at + n]
+            at += n
+        self.size = max(self.size, offset + len(data))
+
+    def truncate(self, size):
+        for index in [i for i in self.pages if i * PAGE >= size]:
+            del self.pages[index]
+        index, within = divmod(size, PAGE)
+        if within and index in self.pages:
+            self.pages[index][within:] = bytearray(PAGE - within)
+        self.cut_at = min(self.cut_at, size)
+        self.size = size
+
+    def read(self, size, offset):
+        end = min(offset + size, self.size)
+        out = bytearray()
+        position = offset
+        while position < end:
+            index, within = divmod(position, PAGE)
+            page = self.pages.get(index) or self._disk_page(index)
+            n = min(PAGE - within, end - position)
+            out += page[within:within + n]
+            position += n
+        return bytes(out)
+
+    def write_back(self):
+        if self.cut_at < os.fstat(self.fd).st_size:
+            os.ftruncate(self.fd, self.cut_at)
+        for index, page in sorted(self.pages.items()):
+            start = index * PAGE
+            if start < self.size:
+                os.pwrite(self.fd, bytes(page[:self.size - start]), start)
+        os.ftruncate(self.fd, self.size)
+        os.fsync(self.fd)
+
+
+class PowerCut(Operations):
+    def __init__(self, backing):
+        self.backing = os.path.realpath(backing)
+        self.mutex = threading.Lock()
+        self.caches = {}  # inode on the backing file system -> Cache
+        self.cut = False
+
+    # fusepy registers every method the class has; without these, the kernel keeps POSIX locks itself (as SQLite needs).
+    lock = None
+    getxattr = None
+    listxattr = None
+
+    def _path(self, path):
+        return os.path.join(self.backing, path.lstrip('/'))
+
+    def __call__(self, op, *args):
+        with self.mutex:
+            if self.cut and op not in ('destroy', 'release', 'releasedir'):
+                raise FuseOSError(errno.EIO)
+            try:
+                return super().__call__(op, *args)
+            except OSError as e:
+                if TRACE and e.errno != errno.ENOENT:
+                    print('%s%r: %s' % (op, args[:2], e), file=sys.stderr, flush=True)
+                raise FuseOSError(e.errno or errno.EIO)
+
+    def cut_power(self):
+        with self.mutex:
+            self.cut = True
+            pages = sum(len(c.pages) for c in self.caches.values())
+            files = len(self.caches)
+            for cache in self.caches.values():
+                os.close(cache.fd)
+            self.caches.clear()
+        return pages, files
+
+    def _cache(self, fh, create):
+        st = os.fstat(fh)
+        cache = self.caches.get(st.st_ino)
+        if cache is None and create:
+            fd = os.open('/proc/self/fd/%d' % fh, os.O_RDWR)
+            cache = self.caches[st.st_ino] = Cache(fd, st.st_size)
+        return cache
+
+    def init(self, path):
+        print('mounted', flush=True)
+
+    def destroy(self, path):
+        if not self.cut:
+            for cache in self.caches.values():
+                cache.write_back()
+                os.close(cache.fd)
+            self.caches.clear()
+
+    def getattr(self, path, fh=None):
+        st = os.fstat(fh) if fh is not None else os.lstat(self._path(path))
+        attrs = {key: getattr(st, key) for key in (
+            'st_mode', 'st_nlink', 'st_uid', 'st_gid', 'st_size', 'st_atime', 'st_mtime', 'st_ctime', 'st_ino')}
+        cache = self.caches.get(st.st_ino)
+        if cache is not None:
+            attrs['st_size'] = cache.size
+        attrs['st_blocks'] = (attrs['st_size'] + 511) // 512
+        return attrs
+
+    def access(self, path, amode):
+        if not os.access(self._path(path), amode):
+            raise FuseOSError(errno.EACCES)
+
+    def readdir(self, path, fh):
+        return ['.', '..'] + os.listdir(self._path(path))
+
+    def statfs(self, path):
+        st = os.statvfs(self._path(path))
+        return {key: getattr(st, key) for key in (
+            'f_bavail', 'f_bfree', 'f_blocks', 'f_bsize', 'f_favail', 'f_ffree', 'f_files', 'f_flag', 'f_frsize',
+            'f_namemax')}
+
+    def mkdir(self, path, mode):
+        os.mkdir(self._path(path), mode)
+
+    def rmdir(self, path):
+        os.rmdir(self._path(path))
+
+    def chmod(self, path, mode):
+        os.chmod(self._path(path), mode)
+
+    def chown(self, path, uid, gid):
+        os.chown(self._path(path), uid, gid)
+
+    def utimens(self, path, times=None):
+        os.utime(self._path(path), times)
+
+    def rename(self, old, new):
+        os.rename(self._path(old), self._path(new))
+
+    def unlink(self, path):
+        os.unlink(self._path(path))  # a cache for it stays until its last writer syncs or the power goes
+
+    def open(self, path, flags):
+        # The cache owns the contents, so the backing file is never opened to truncate or append on its own.
+        return os.open(self._path(path), flags & ~(os.O_TRUNC | os.O_APPEND | os.O_CREAT | os.O_EXCL))
+
+    def create(self, path, mode, fi=None):
+        fd = os.open(self._path(path), os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+        return fd
+
+    def read(self, path, size, offset, fh):
+        cache = self._cache(fh, create=False)
+        return cache.read(size, offset) if cache is not None else os.pread(fh, size, offset)
+
+    def write(self, path, data, offset, fh):
+        self._cache(fh, create=True).write(data, offset)
+        return len(data)
+
+    def truncate(self, path, length, fh=None):
+        if fh is None:
+            fd = os.open(self._path(path), os.O_RDONLY)
+            try:
+                self._cache(fd, create=True).truncate(length)
+            finally:
+                os.close(fd)
+        else:
+            self._cache(fh, create=True).truncate(length)
+
+    def fsync(self, path, datasync, fh):
+        cache = self._cache(fh, create=False)
+        if cache is not None:
+            cache.write_back()
+            os.close(cache.fd)
+            del self.caches[os.fstat(fh).st_ino]
+        else:
+            os.fsync(fh)
+
+    def flush(self, path, fh):
+        pass  # close(2) does not make anything durable
+
+    def release(self, path, fh):
+        os.close(fh)
+
+    def fsyncdir(self, path, datasync, fh):
+        pass  # directory entries reach the disk at once here
+
+
+def main():
+    backing, mount_point = sys.argv[1], sys.argv[2]
+    fs = PowerCut(backing)
+
+    def listen():
+        for line in sys.stdin:
+            if line.strip() == 'cut':
+                pages, files = fs.cut_power()
+                print('cut: %d pages of %d files thrown away' % (pages, files), flush=True)
+
+    threading.Thread(target=listen, daemon=True).start()
+    # attr_timeout/entry_timeout 0: sizes come from the cache on every stat, never from the kernel's memory of them.
+    FUSE(fs, mount_point, foreground=True, nothreads=False, big_writes=True, hard_remove=True, attr_timeout=0, entry_timeout=0, negative_timeout=0)
+
+
+if __name__ == '__main__':
+    main()
