@@ -1,4 +1,5 @@
 using System.Runtime.Versioning;
+using Tollgate.Tests.Infrastructure;
 
 namespace Tollgate.Client.Tests;
 
@@ -29,13 +30,13 @@ public sealed class FileTokenStoreTests : IDisposable
         Assert.Equal(Sample(), await new FileTokenStore(store.Path).ReadAsync());
     }
 
-    [Fact]
+    [PowerCutFact]
     public async Task A_refresh_token_survives_a_power_cut_the_moment_its_write_returns()
     {
         // On a disk that keeps every write in a volatile cache until it is fsynced (and drops what was not at the cut),
         // a rotated refresh token the store said it wrote must be there after the power goes, and whole: the old
         // token is already spent at the server, so a file that lost the new one, or was torn, loses the login.
-        await using var disk = await Tollgate.Tests.Infrastructure.PowerCutDisk.MountAsync(_dir.Path);
+        await using var disk = await PowerCutDisk.MountAsync(_dir.Path);
         var store = new FileTokenStore(Path.Combine(disk.MountPoint, "tollgate", "credentials"));
         await store.WriteAsync(Sample("Atzr|first"));
         await store.WriteAsync(Sample("Atzr|rotated"));

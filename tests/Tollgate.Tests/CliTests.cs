@@ -143,7 +143,7 @@ public sealed class CliTests : IDisposable
         await clients.AssertEveryAnsweredTokenSurvivedAsync(check, restarted.Http, "kill -9");
     }
 
-    [Fact]
+    [PowerCutFact]
     public async Task Every_token_the_server_answered_with_survives_a_power_cut()
     {
         // The database lives on a disk that holds writes in a volatile cache until they are fsynced, and the power is

@@ -13,7 +13,7 @@ public sealed class PowerCutDiskTests : IDisposable
 
     public void Dispose() => TempDirectory.Delete(_directory);
 
-    [Fact]
+    [PowerCutFact]
     public async Task A_commit_that_was_fsynced_survives_the_cut_and_one_that_was_not_is_lost()
     {
         await using var disk = await PowerCutDisk.MountAsync(_directory);
@@ -37,7 +37,7 @@ public sealed class PowerCutDiskTests : IDisposable
         Assert.Equal(["synced"], Values(survivor));
     }
 
-    [Fact]
+    [PowerCutFact]
     public async Task Without_a_cut_unmounting_writes_everything_back_as_a_clean_shutdown_would()
     {
         await using var disk = await PowerCutDisk.MountAsync(_directory);
