@@ -14,7 +14,7 @@ namespace Tollgate.Benchmarks;
 /// <remarks>
 /// Why bench/run.sh prints this above its table: a rotation or a code exchange is answered only after its batch's
 /// fsync, so this is the floor under their latency, and it differs from machine to machine far more than any code
-/// change does (this bench's machine measured 2.5 ms per commit one week and 0.5 ms a later one). A table without
+/// change does (this bench's machine measured about 2.5 ms per commit one week and 0.19 ms a later one). A table without
 /// it cannot be compared with another. The first pass of N commits is not measured: it grows the WAL to its working
 /// size; the WAL is then started over, as the server's writer does, so the measured pass overwrites blocks the file
 /// already has instead of allocating new ones.
