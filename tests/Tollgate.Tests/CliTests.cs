@@ -154,6 +154,47 @@ public sealed class CliTests : IDisposable
         Db = "sqlite:" + Path.Combine(disk.MountPoint, "tollgate.db");
         await using var server = await StartRotatingServerAsync();
         var clients = await StartRotatingClientsAsync(server);
+        var (restarted, check, cut) = await CutThePowerUnderLoadAsync(disk, server, clients);
+        await using (restarted)
+        await using (check)
+        {
+            await clients.AssertEveryAnsweredTokenSurvivedAsync(check, restarted.Http, $"power cut, {cut}");
+        }
+    }
+
+    [PowerCutFact]
+    public async Task Every_code_the_server_redeemed_stays_redeemed_after_a_power_cut()
+    {
+        // As above, with one-use authorization codes: a code redeemed before the cut, whose tokens were answered,
+        // must not be redeemable after it (a lost redemption would let the code be exchanged twice).
+        await using var disk = await PowerCutDisk.MountAsync(_directory);
+        string path = Path.Combine(disk.MountPoint, "tollgate.db");
+        Db = "sqlite:" + path;
+        await using var server = await StartRotatingServerAsync();
+        string[] codes;
+        await using (var store = SqliteTokenStore.Open(path))
+        {
+            // Minted as `tollgate code issue` mints them, without a process per code; durable before the load starts.
+            var issued = await Task.WhenAll(Enumerable.Range(0, 3000).Select(_ => global::Tollgate.Server.Admin.AuthorizationCodes.IssueAsync(
+                store, new(PageClientId, PageRedirectUri, "ana@example.com", null, null, null), TimeProvider.System, new(), CancellationToken.None)));
+            codes = issued.Select(code => code.Value ?? throw new InvalidOperationException(code.Problem)).ToArray();
+        }
+        var clients = new RedeemingClients(server.Http, codes);
+        var (restarted, check, cut) = await CutThePowerUnderLoadAsync(disk, server, clients);
+        await using (restarted)
+        await using (check)
+        {
+            await clients.AssertEveryRedeemedCodeStaysRedeemedAsync(check, restarted.Http, $"power cut, {cut}");
+        }
+    }
+
+    /// <summary>
+    /// Cuts the power under a loaded server at a moment nobody chose, kills it, and starts a new server straight on what
+    /// the disk held at the cut; with a store on the same file for the test's own checks, and the daemon's account of the cut.
+    /// </summary>
+    private async Task<(ServerProcess Restarted, ITokenStore Check, string Cut)> CutThePowerUnderLoadAsync(
+        PowerCutDisk disk, ServerProcess server, LoadingClients clients)
+    {
         await clients.WaitUntilTheTestMeansSomethingAsync();
         await Task.Delay(Random.Shared.Next(1000));
         clients.ServerMayFailFromNowOn(); // after the cut every fsync fails, and so does every request that needs one
@@ -162,12 +203,10 @@ public sealed class CliTests : IDisposable
         await clients.StopAsync();
         await disk.UnmountAsync();
 
-        // A new server straight on what the disk held at the cut.
         string survivor = Path.Combine(disk.Backing, "tollgate.db");
         Db = "sqlite:" + survivor;
-        await using var restarted = await ServerProcess.StartAsync(_directory, Db, RotatingServerEnvironment);
-        await using var check = SqliteTokenStore.Open(survivor);
-        await clients.AssertEveryAnsweredTokenSurvivedAsync(check, restarted.Http, $"power cut, {cut}");
+        var restarted = await ServerProcess.StartAsync(_directory, Db, RotatingServerEnvironment);
+        return (restarted, SqliteTokenStore.Open(survivor), cut);
     }
 
     /// <summary>
@@ -201,55 +240,49 @@ public sealed class CliTests : IDisposable
     }
 
     /// <summary>
-    /// Sixteen clients rotating their refresh tokens as fast as they can, so the group commit really batches (many
-    /// answers share one fsync), each keeping every refresh token it was answered with. A request in flight when the
-    /// server dies may have rotated a token whose answer was lost; the grace window covers that. What must never
-    /// happen is an answered token that the store forgot.
+    /// Sixteen clients hammering the token endpoint at once, so the group commit really batches (many answers share
+    /// one fsync), until the server is stopped. Before <see cref="ServerMayFailFromNowOn"/>, any refusal fails the test.
     /// </summary>
-    private sealed class RotatingClients
+    private abstract class LoadingClients
     {
         public const int Count = 16;
-        private readonly List<string>[] _chains;
         private readonly CancellationTokenSource _stop = new();
-        private readonly Task[] _workers;
+        private Task[] _workers = [];
         private volatile bool _serverMayFail;
 
-        public RotatingClients(HttpClient http, List<string>[] chains)
-        {
-            _chains = chains;
-            _workers = chains.Select(chain => Task.Run(() => RotateAsync(http, chain))).ToArray();
-        }
+        protected abstract int Answered { get; }
 
-        private int Answered => _chains.Sum(c => c.Count - 1);
+        protected bool Stopping => _stop.IsCancellationRequested;
 
-        private async Task RotateAsync(HttpClient http, List<string> chain)
+        protected void Start(Func<int, Task> worker) =>
+            _workers = Enumerable.Range(0, Count).Select(i => Task.Run(() => worker(i))).ToArray();
+
+        /// <summary>The answer, or null once the server is gone or (when it may) failing.</summary>
+        protected async Task<JsonElement?> TryPostAsync(HttpClient http, string form)
         {
-            while (!_stop.IsCancellationRequested)
+            int status;
+            JsonElement json;
+            try
             {
-                int status;
-                JsonElement json;
-                try
-                {
-                    (status, json) = await PostAsync(http, $"grant_type=refresh_token&refresh_token={Uri.EscapeDataString(chain[^1])}");
-                }
-                catch (HttpRequestException)
-                {
-                    return; // the server is gone
-                }
-                catch (JsonException) when (_serverMayFail)
-                {
-                    return; // a dying server's answer
-                }
-                if (status != 200)
-                {
-                    Assert.True(_serverMayFail, $"a refresh was refused while the server was healthy: {status} {json}");
-                    return;
-                }
-                chain.Add(json.GetProperty("refresh_token").GetString()!);
+                (status, json) = await PostAsync(http, form);
             }
+            catch (HttpRequestException)
+            {
+                return null; // the server is gone
+            }
+            catch (JsonException) when (_serverMayFail)
+            {
+                return null; // a dying server's answer
+            }
+            if (status != 200)
+            {
+                Assert.True(_serverMayFail, $"a request was refused while the server was healthy: {status} {json}");
+                return null;
+            }
+            return json;
         }
 
-        /// <summary>Waits until enough refreshes were answered for the test to mean something (a loaded machine gets there slowly).</summary>
+        /// <summary>Waits until enough requests were answered for the test to mean something (a loaded machine gets there slowly).</summary>
         public async Task WaitUntilTheTestMeansSomethingAsync()
         {
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
@@ -267,7 +300,33 @@ public sealed class CliTests : IDisposable
             _serverMayFail = true;
             await _stop.CancelAsync();
             await Task.WhenAll(_workers);
-            Assert.True(Answered >= Count * 5, $"only {Answered} refreshes were answered before the server stopped; the test proves nothing");
+            Assert.True(Answered >= Count * 5, $"only {Answered} requests were answered before the server stopped; the test proves nothing");
+        }
+    }
+
+    /// <summary>
+    /// Clients rotating their refresh tokens as fast as they can, each keeping every refresh token it was answered
+    /// with. A request in flight when the server dies may have rotated a token whose answer was lost; the grace window
+    /// covers that. What must never happen is an answered token that the store forgot.
+    /// </summary>
+    private sealed class RotatingClients : LoadingClients
+    {
+        private readonly List<string>[] _chains;
+
+        public RotatingClients(HttpClient http, List<string>[] chains)
+        {
+            _chains = chains;
+            Start(i => RotateAsync(http, chains[i]));
+        }
+
+        protected override int Answered => _chains.Sum(c => c.Count - 1);
+
+        private async Task RotateAsync(HttpClient http, List<string> chain)
+        {
+            while (!Stopping && await TryPostAsync(http, $"grant_type=refresh_token&refresh_token={Uri.EscapeDataString(chain[^1])}") is { } json)
+            {
+                chain.Add(json.GetProperty("refresh_token").GetString()!);
+            }
         }
 
         /// <summary>
@@ -292,6 +351,51 @@ public sealed class CliTests : IDisposable
             {
                 var (status, json) = await PostAsync(restarted, $"grant_type=refresh_token&refresh_token={Uri.EscapeDataString(chain[^1])}");
                 Assert.True(status == 200, $"after the {after}: {json}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Clients exchanging one-use authorization codes as fast as they can, each code once, keeping the refresh token
+    /// every exchange was answered with. A code whose exchange was answered must stay redeemed: if its redemption were
+    /// lost, the code could be exchanged a second time.
+    /// </summary>
+    private sealed class RedeemingClients : LoadingClients
+    {
+        private readonly System.Collections.Concurrent.ConcurrentBag<(string Code, string RefreshToken)> _redeemed = [];
+
+        public RedeemingClients(HttpClient http, IEnumerable<string> codes)
+        {
+            var unused = new System.Collections.Concurrent.ConcurrentQueue<string>(codes);
+            Start(_ => RedeemAsync(http, unused));
+        }
+
+        protected override int Answered => _redeemed.Count;
+
+        private async Task RedeemAsync(HttpClient http, System.Collections.Concurrent.ConcurrentQueue<string> unused)
+        {
+            while (!Stopping && unused.TryDequeue(out string? code)
+                && await TryPostAsync(http, $"grant_type=authorization_code&code={code}&redirect_uri={PageRedirectUri}") is { } json)
+            {
+                _redeemed.Add((code, json.GetProperty("refresh_token").GetString()!));
+            }
+        }
+
+        /// <summary>
+        /// After a restart, every exchanged code's refresh token is in the store and works, and the code itself is spent:
+        /// exchanging it again is refused with invalid_grant (which, as RFC 6749 §4.1.2 asks, also revokes what it gave).
+        /// </summary>
+        public async Task AssertEveryRedeemedCodeStaysRedeemedAsync(ITokenStore check, HttpClient restarted, string after)
+        {
+            foreach (var (code, refreshToken) in _redeemed)
+            {
+                var found = await check.FindRefreshTokenAsync(global::Tollgate.Server.Crypto.Secrets.StoreKey(refreshToken), CancellationToken.None);
+                Assert.True(found is not null, $"the refresh token an exchanged code was answered with is missing after the {after}");
+                var (refreshStatus, refreshed) = await PostAsync(restarted, $"grant_type=refresh_token&refresh_token={Uri.EscapeDataString(refreshToken)}");
+                Assert.True(refreshStatus == 200, $"after the {after}: {refreshed}");
+                var (replayStatus, replayed) = await PostAsync(restarted, $"grant_type=authorization_code&code={code}&redirect_uri={PageRedirectUri}");
+                Assert.True(replayStatus == 400 && replayed.GetProperty("error").GetString() == "invalid_grant",
+                    $"a code exchanged before the {after} was exchanged again after it: {replayStatus} {replayed}");
             }
         }
     }
