@@ -29,7 +29,7 @@ except ImportError:
     from fuse import FUSE, FuseOSError, Operations  # fusepy as pip installs it
 
 PAGE = 4096
-TRACE = os.environ.get('POWERCUT_TRACE') == '1'  # every failed operation on stderr
+TRACE = os.environ.get('POWERCUT_TRACE') == '1'  # every failed operation (but a missing file) on stderr
 
 
 class Cache:
@@ -104,7 +104,8 @@ class PowerCut(Operations):
         self.caches = {}  # inode on the backing file system -> Cache
         self.cut = False
 
-    # fusepy registers every method the class has; without these, the kernel keeps POSIX locks itself (as SQLite needs).
+    # fusepy registers every operation the class has; None leaves one out. Without `lock` the kernel keeps POSIX locks
+    # itself, as SQLite needs; without the xattr calls the kernel stops asking for them (it would on every write).
     lock = None
     getxattr = None
     listxattr = None
