@@ -38,6 +38,34 @@ public sealed class PostgresStoreTests
     }
 
     [PostgresFact]
+    public async Task Every_session_commits_synchronously_even_where_the_database_defaults_to_asynchronous_commits()
+    {
+        // With synchronous_commit=off PostgreSQL answers COMMIT before its WAL record is flushed, so a crash of the
+        // database machine loses transactions whose tokens were already sent. An operator's database default must not
+        // turn that on behind Tollgate's back: its sessions set it back to on (only its own connection string may say otherwise).
+        await using var database = await TestDatabase.CreateAsync(StoreKind.Postgres);
+        await using (var admin = database.OpenPostgres())
+        await using (var asynchronous = new NpgsqlCommand($"ALTER DATABASE \"{admin.Database}\" SET synchronous_commit = off", admin))
+        {
+            await asynchronous.ExecuteNonQueryAsync();
+        }
+        await using var store = (PostgresTokenStore)database.OpenStore();
+
+        await using (var other = database.OpenPostgres())
+        {
+            Assert.Equal("off", await SynchronousCommitAsync(other)); // what any other session gets now
+        }
+        await using var session = await store.DataSource.OpenConnectionAsync();
+        Assert.Equal("on", await SynchronousCommitAsync(session));
+    }
+
+    private static async Task<string?> SynchronousCommitAsync(NpgsqlConnection session)
+    {
+        await using var show = new NpgsqlCommand("SHOW synchronous_commit", session);
+        return (string?)await show.ExecuteScalarAsync();
+    }
+
+    [PostgresFact]
     public async Task Nodes_starting_at_once_migrate_exactly_once_and_the_others_wait_for_it()
     {
         await using var database = await TestDatabase.CreateAsync(StoreKind.Postgres);

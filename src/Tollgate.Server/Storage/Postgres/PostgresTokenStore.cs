@@ -36,6 +36,9 @@ internal sealed partial class PostgresTokenStore : ITokenStore
 
     private PostgresTokenStore(NpgsqlDataSource dataSource) => _dataSource = dataSource;
 
+    /// <summary>The store's own pool, for tests that must look at a session exactly as the store opens it.</summary>
+    internal NpgsqlDataSource DataSource => _dataSource;
+
     /// <summary>Opens a pool on <paramref name="connectionString"/> (Npgsql syntax). Does not connect or migrate.</summary>
     /// <exception cref="ArgumentException">The connection string is malformed.</exception>
     public static PostgresTokenStore Open(string connectionString)
