@@ -34,7 +34,23 @@ internal sealed partial class PostgresTokenStore : ITokenStore
     private Task? _listener;
     private TaskCompletionSource _profileChanged = NewSignal();
 
-    private PostgresTokenStore(NpgsqlDataSource dataSource) => _dataSource = dataSource;
+    private readonly PostgresGroupCommit<LiveRotation, RefreshToken> _rotations;
+    private readonly PostgresGroupCommit<FreshRedemption, StartedGrant> _redemptions;
+
+    private PostgresTokenStore(NpgsqlDataSource dataSource)
+    {
+        _dataSource = dataSource;
+        _rotations = new(RotateLiveTokensAsync, BatchesInFlight, _disposing.Token);
+        _redemptions = new(RedeemFreshCodesAsync, BatchesInFlight, _disposing.Token);
+    }
+
+    /// <summary>
+    /// How many batches of one kind a node keeps at the database at once (see <see cref="PostgresGroupCommit{TItem, TResult}"/>).
+    /// Measured at 16 connections on one node: one and two in flight rotate alike (1.6 to 1.7 times the throughput of a
+    /// statement per request), four formed batches of 1.4 and fell below it. Two, so that a batch held up (a foreign-key
+    /// check waiting on a grant being deleted) does not hold up every rotation on the node.
+    /// </summary>
+    private const int BatchesInFlight = 2;
 
     /// <summary>The store's own pool, for tests that must look at a session exactly as the store opens it.</summary>
     internal NpgsqlDataSource DataSource => _dataSource;
@@ -427,59 +443,68 @@ internal sealed partial class PostgresTokenStore : ITokenStore
                 {
                     return new CodeRedemption(CodeRedemptionOutcome.Refused, 0, code);
                 }
-                (long? grantId, mayHaveCommitted) = await TryFastPathAsync(() => RedeemFreshCodeAsync(codeHash, refreshTokenHash, now, ct), ct);
-                if (grantId is { } redeemed)
+                var batched = await _redemptions.RunAsync(new FreshRedemption(codeHash, refreshTokenHash, now.ToUnixTimeMilliseconds()));
+                if (batched.Result is { } started)
                 {
-                    return new CodeRedemption(CodeRedemptionOutcome.Redeemed, redeemed, code);
+                    return new CodeRedemption(CodeRedemptionOutcome.Redeemed, started.GrantId, code);
                 }
+                // As for rotations: only an error PostgreSQL answered proves the batch rolled back.
+                mayHaveCommitted = batched.Failure is not null and not PostgresException;
             }
-            // Redeemed already (a replay), redeemed by a racing request since the read, or the fast path's fate unknown.
+            // Redeemed already (a replay), redeemed or locked by a racing request since the read, or the batch's fate unknown.
             var outcome = await RedeemCodeCoreAsync(codeHash, refreshTokenHash, now, mayHaveCommitted, ct);
             return outcome with { Code = outcome.Outcome == CodeRedemptionOutcome.Unknown ? null : code };
         }, ct);
 
-    /// <summary>
-    /// Runs a one-statement fast path. A transient failure (the connection dropped) is not an answer: the statement
-    /// may or may not have committed, so the caller goes the general way and is told to look for its own result there
-    /// first rather than take it for a replay. Any other failure is the caller's.
-    /// </summary>
-    private static async Task<(T Result, bool MayHaveCommitted)> TryFastPathAsync<T>(Func<Task<T>> fastPath, CancellationToken ct)
-    {
-        try
-        {
-            return (await fastPath(), false);
-        }
-        catch (Exception e) when (PostgresRetry.IsTransient(e) && !ct.IsCancellationRequested)
-        {
-            return (default!, true);
-        }
-    }
+    private readonly record struct FreshRedemption(byte[] CodeHash, byte[] RefreshTokenHash, long At);
+
+    private sealed record StartedGrant(long GrantId);
 
     /// <summary>
-    /// The common case in one statement and one round trip (see <see cref="RotateLiveTokenAsync"/> for why): an
-    /// unredeemed code is claimed, its grant created (the id drawn first, so the code can point at it in the same
-    /// UPDATE) and the first refresh token inserted, atomically. An unknown or already redeemed code changes nothing
-    /// here and returns null; the general path then tells unknown from replayed and revokes a replayed code's grant.
-    /// Racing redemptions queue on the code's row lock; the losers re-check <c>redeemed_at IS NULL</c> and find it set.
+    /// The common case for a whole batch in one statement and one round trip (see <see cref="RotateLiveTokensAsync"/>
+    /// for why, and for <c>SKIP LOCKED</c>): each unredeemed code is claimed, its grant created (the id drawn first, so
+    /// the code can point at it in the same UPDATE) and the first refresh token inserted, atomically. An unknown,
+    /// already redeemed or locked code changes nothing here and comes back null; the general path then tells unknown
+    /// from replayed, revokes a replayed code's grant, or waits its turn on a racing redemption's row lock.
     /// </summary>
-    private async Task<long?> RedeemFreshCodeAsync(byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, CancellationToken ct)
+    private async Task<StartedGrant?[]> RedeemFreshCodesAsync(FreshRedemption[] batch, CancellationToken ct)
     {
+        var codes = new byte[batch.Length][];
+        var tokens = new byte[batch.Length][];
+        var times = new long[batch.Length];
+        for (int i = 0; i < batch.Length; i++)
+        {
+            (codes[i], tokens[i], times[i]) = batch[i];
+        }
         await using var connection = await _dataSource.OpenConnectionAsync(ct);
-        // Foreign keys are checked at the end of the statement, when the grant row the code points at exists.
-        return await ScalarAsync(connection, null, ct, """
-            WITH claimed AS (
-                UPDATE authorization_codes
-                SET redeemed_at = @t, grant_id = nextval(pg_get_serial_sequence('grants', 'id'))
-                WHERE code_hash = @h AND redeemed_at IS NULL
-                RETURNING profile_id, user_id, scope, grant_id),
+        // Foreign keys are checked at the end of the statement, when the grant rows the codes and tokens point at exist.
+        await using var command = Sql(connection, null, """
+            WITH input AS (
+                SELECT * FROM unnest(@h::bytea[], @r::bytea[], @t::bigint[]) WITH ORDINALITY AS i(code_hash, refresh, at, n)),
+            unredeemed AS MATERIALIZED (
+                SELECT code_hash FROM authorization_codes
+                WHERE code_hash = ANY(@h::bytea[]) AND redeemed_at IS NULL
+                FOR UPDATE SKIP LOCKED),
+            claimed AS (
+                UPDATE authorization_codes c SET redeemed_at = i.at, grant_id = nextval(pg_get_serial_sequence('grants', 'id'))
+                FROM unredeemed u, input i
+                WHERE c.code_hash = u.code_hash AND i.code_hash = c.code_hash AND c.redeemed_at IS NULL
+                RETURNING i.n, i.refresh, i.at, c.profile_id, c.user_id, c.scope, c.grant_id),
             created AS (
                 INSERT INTO grants (id, profile_id, user_id, scope, created_at)
-                SELECT grant_id, profile_id, user_id, scope, @t FROM claimed
-                RETURNING id)
-            INSERT INTO refresh_tokens (token_hash, grant_id, created_at)
-            SELECT @r, id, @t FROM created
-            RETURNING grant_id
-            """, ("t", now.ToUnixTimeMilliseconds()), ("h", codeHash), ("r", refreshTokenHash)) as long?;
+                SELECT grant_id, profile_id, user_id, scope, at FROM claimed),
+            issued AS (
+                INSERT INTO refresh_tokens (token_hash, grant_id, created_at)
+                SELECT refresh, grant_id, at FROM claimed)
+            SELECT n, grant_id FROM claimed
+            """, ("h", codes), ("r", tokens), ("t", times));
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        var results = new StartedGrant?[batch.Length];
+        while (await reader.ReadAsync(ct))
+        {
+            results[checked((int)reader.GetInt64(0)) - 1] = new StartedGrant(reader.GetInt64(1));
+        }
+        return results;
     }
 
     private Task<CodeRedemption> RedeemCodeCoreAsync(
@@ -568,46 +593,74 @@ internal sealed partial class PostgresTokenStore : ITokenStore
         byte[] presentedHash, byte[] successorHash, long profileRowId, DateTimeOffset now, TimeSpan graceWindow, CancellationToken ct) =>
         _gate.RunAsync(presentedHash, async () =>
         {
-            var (rotated, mayHaveCommitted) = await TryFastPathAsync(
-                () => RotateLiveTokenAsync(presentedHash, successorHash, profileRowId, now, ct), ct);
-            return rotated is not null
-                ? new Rotation(RotationOutcome.Rotated, rotated)
-                : await RotateRefreshTokenCoreAsync(presentedHash, successorHash, profileRowId, now, graceWindow, mayHaveCommitted, ct);
+            var batched = await _rotations.RunAsync(new LiveRotation(presentedHash, successorHash, profileRowId, now.ToUnixTimeMilliseconds()));
+            if (batched.Result is { } rotated)
+            {
+                return new Rotation(RotationOutcome.Rotated, rotated);
+            }
+            // Not live, skipped, or the batch failed. Only an error PostgreSQL answered proves the batch rolled back; a
+            // dropped connection or a timeout leaves it unknown, and the general path then looks for our successor first.
+            bool mayHaveCommitted = batched.Failure is not null and not PostgresException;
+            return await RotateRefreshTokenCoreAsync(presentedHash, successorHash, profileRowId, now, graceWindow, mayHaveCommitted, ct);
         }, ct);
 
+    /// <summary>One request's rotation of a live token: what <see cref="RotateLiveTokensAsync"/> needs of it.</summary>
+    private readonly record struct LiveRotation(byte[] Presented, byte[] Successor, long ProfileRowId, long At);
+
     /// <summary>
-    /// The common case in one statement and one round trip: the presented token is live and its grant active, so it
-    /// is consumed and its successor inserted, atomically (a single statement is its own transaction). Anything else
-    /// (unknown, another client's, consumed, revoked) changes nothing here and returns null, and the general path below
-    /// decides.
+    /// The common case for a whole batch in one statement and one round trip: each presented token that is live, its
+    /// grant active and its client the caller, is consumed and its successor inserted, atomically (a single statement
+    /// is its own transaction). Anything else (unknown, another client's, consumed, revoked, or locked by a request
+    /// in flight elsewhere) changes nothing here and comes back null, and the general path decides for that request.
     /// </summary>
     /// <remarks>
-    /// Why: the general path takes five round trips (BEGIN and the row lock, UPDATE, INSERT, COMMIT), and on a busy
-    /// machine each one is a context switch to the PostgreSQL backend and back. Two requests racing with one token
-    /// still take turns on its row lock: the second re-checks <c>consumed_at IS NULL</c> against the first's committed
-    /// row, finds it consumed, and goes to the general path, which applies the grace window or reuse detection.
+    /// Why one statement: the general path takes five round trips (BEGIN and the row lock, UPDATE, INSERT, COMMIT), and
+    /// on a busy machine each one is a context switch to a PostgreSQL backend and back; a batch makes that one trip and
+    /// one WAL flush for all of its requests (<see cref="PostgresGroupCommit{TItem, TResult}"/>).
+    /// <c>SKIP LOCKED</c>: a token whose row another transaction holds (the same token presented on another node this
+    /// instant) is left to the general path, which waits for that lock and then sees the other's committed result, as
+    /// before; so a batch never waits on a row lock, and two nodes' batches cannot deadlock. Rows still live once
+    /// locked stay so: every writer of <c>consumed_at</c> holds the row lock.
     /// </remarks>
-    private async Task<RefreshToken?> RotateLiveTokenAsync(
-        byte[] presentedHash, byte[] successorHash, long profileRowId, DateTimeOffset now, CancellationToken ct)
+    private async Task<RefreshToken?[]> RotateLiveTokensAsync(LiveRotation[] batch, CancellationToken ct)
     {
+        var presented = new byte[batch.Length][];
+        var successors = new byte[batch.Length][];
+        var profiles = new long[batch.Length];
+        var times = new long[batch.Length];
+        for (int i = 0; i < batch.Length; i++)
+        {
+            (presented[i], successors[i], profiles[i], times[i]) = batch[i];
+        }
         await using var connection = await _dataSource.OpenConnectionAsync(ct);
         // A data-modifying WITH runs to completion whether or not the final SELECT reads it (PostgreSQL docs, 7.8.4).
         await using var command = Sql(connection, null, """
-            WITH consumed AS (
-                UPDATE refresh_tokens t SET consumed_at = @t
-                FROM grants g
-                WHERE t.token_hash = @h AND t.consumed_at IS NULL
-                  AND g.id = t.grant_id AND g.revoked_at IS NULL AND g.profile_id = @p
-                RETURNING t.grant_id, g.user_id, g.scope),
+            WITH input AS (
+                SELECT * FROM unnest(@h::bytea[], @s::bytea[], @p::bigint[], @t::bigint[])
+                    WITH ORDINALITY AS i(presented, successor, profile_id, at, n)),
+            live AS MATERIALIZED (
+                SELECT token_hash FROM refresh_tokens
+                WHERE token_hash = ANY(@h::bytea[]) AND consumed_at IS NULL
+                FOR UPDATE SKIP LOCKED),
+            consumed AS (
+                UPDATE refresh_tokens t SET consumed_at = i.at
+                FROM live l, input i, grants g
+                WHERE t.token_hash = l.token_hash AND i.presented = t.token_hash AND t.consumed_at IS NULL
+                  AND g.id = t.grant_id AND g.revoked_at IS NULL AND g.profile_id = i.profile_id
+                RETURNING i.n, i.successor, i.at, t.grant_id, g.user_id, g.scope),
             successor AS (
                 INSERT INTO refresh_tokens (token_hash, grant_id, created_at)
-                SELECT @s, grant_id, @t FROM consumed)
-            SELECT c.grant_id, u.user_id, c.scope FROM consumed c JOIN users u ON u.id = c.user_id
-            """, ("t", now.ToUnixTimeMilliseconds()), ("h", presentedHash), ("p", profileRowId), ("s", successorHash));
+                SELECT successor, grant_id, at FROM consumed)
+            SELECT c.n, c.grant_id, u.user_id, c.scope FROM consumed c JOIN users u ON u.id = c.user_id
+            """, ("h", presented), ("s", successors), ("p", profiles), ("t", times));
         await using var reader = await command.ExecuteReaderAsync(ct);
-        return await reader.ReadAsync(ct)
-            ? new RefreshToken(reader.GetInt64(0), profileRowId, reader.GetString(1), reader.GetString(2), ConsumedAt: null, GrantRevoked: false)
-            : null;
+        var results = new RefreshToken?[batch.Length];
+        while (await reader.ReadAsync(ct))
+        {
+            int i = checked((int)reader.GetInt64(0)) - 1;
+            results[i] = new RefreshToken(reader.GetInt64(1), batch[i].ProfileRowId, reader.GetString(2), reader.GetString(3), ConsumedAt: null, GrantRevoked: false);
+        }
+        return results;
     }
 
     private Task<Rotation> RotateRefreshTokenCoreAsync(

@@ -1,0 +1,143 @@
+using System.Collections.Concurrent;
+
+namespace Tollgate.Server.Storage.Postgres;
+
+/// <summary>
+/// Group commit for PostgreSQL: requests of one kind (rotations, say) that arrive while this node already has a
+/// batch of them at the database wait here and then go together, in one statement, one round trip and one commit.
+/// </summary>
+/// <remarks>
+/// Why: one request, one statement costs PostgreSQL a backend wake-up, a plan execution and a WAL flush each, and on
+/// a busy node the backends, the node and the load compete for the same cores; the SQLite store's
+/// <see cref="Sqlite.GroupCommitWriter"/> showed how much a shared commit saves. A request that finds nothing in flight
+/// is sent at once, so an idle node adds no latency; batches only form when requests arrive faster than the database
+/// answers. Every item still learns its outcome only from the committed statement: nobody is answered early.
+/// <para>
+/// The batch statement must not wait on row locks (it locks with <c>SKIP LOCKED</c>): a row another node holds would
+/// otherwise stall every request in the batch, and two nodes' batches could deadlock. An item the batch skipped
+/// or could not decide comes back with a null result, and its caller takes the single-request path, which waits
+/// for the row lock as before.
+/// </para>
+/// </remarks>
+internal sealed class PostgresGroupCommit<TItem, TResult>
+    where TResult : class
+{
+    /// <summary>No more items than this in one statement: PostgreSQL plans a few hundred array elements in microseconds.</summary>
+    internal const int MaxBatch = 256;
+
+    private readonly Func<TItem[], CancellationToken, Task<TResult?[]>> _runBatch;
+    private readonly int _maxInFlight;
+    private readonly CancellationToken _stopping;
+    private readonly ConcurrentQueue<Pending> _queue = new();
+    private int _inFlight;
+
+    /// <param name="runBatch">Runs the items in one statement; returns each item's result, in order, or null for "decide alone".</param>
+    /// <param name="maxInFlight">
+    /// How many batches this node may have at the database at once. More than one lets a batch form and travel while
+    /// the last one commits, as PostgreSQL's own WAL flushes overlap.
+    /// </param>
+    /// <param name="stopping">Cancels batches when the store closes; a request's own cancellation does not, since
+    /// its batch carries other requests.</param>
+    public PostgresGroupCommit(Func<TItem[], CancellationToken, Task<TResult?[]>> runBatch, int maxInFlight, CancellationToken stopping)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxInFlight, 1);
+        _runBatch = runBatch;
+        _maxInFlight = maxInFlight;
+        _stopping = stopping;
+    }
+
+    /// <summary>
+    /// The item's result from a committed batch, null when the batch left the item to be decided alone, or the
+    /// batch's failure (<see cref="Batched{TResult}.Failure"/>), which the caller judges as it would its own.
+    /// </summary>
+    public Task<Batched<TResult>> RunAsync(TItem item)
+    {
+        var pending = new Pending(item);
+        _queue.Enqueue(pending);
+        StartBatchIfRoom();
+        return pending.Completion.Task;
+    }
+
+    private void StartBatchIfRoom()
+    {
+        while (!_queue.IsEmpty)
+        {
+            int inFlight = Volatile.Read(ref _inFlight);
+            if (inFlight >= _maxInFlight)
+            {
+                return; // a running batch picks the item up when it is done
+            }
+            if (Interlocked.CompareExchange(ref _inFlight, inFlight + 1, inFlight) == inFlight)
+            {
+                _ = RunBatchesAsync();
+                return;
+            }
+        }
+    }
+
+    private async Task RunBatchesAsync()
+    {
+        try
+        {
+            while (TakeBatch() is { } batch)
+            {
+                await RunBatchAsync(batch);
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inFlight);
+            // An item queued after the last TakeBatch, while every slot looked taken, would otherwise wait for the next arrival.
+            StartBatchIfRoom();
+        }
+    }
+
+    private List<Pending>? TakeBatch()
+    {
+        var batch = new List<Pending>();
+        while (batch.Count < MaxBatch && _queue.TryDequeue(out var pending))
+        {
+            batch.Add(pending);
+        }
+        return batch.Count == 0 ? null : batch;
+    }
+
+    private async Task RunBatchAsync(List<Pending> batch)
+    {
+        var items = new TItem[batch.Count];
+        for (int i = 0; i < batch.Count; i++)
+        {
+            items[i] = batch[i].Item;
+        }
+        TResult?[] results;
+        try
+        {
+            results = await _runBatch(items, _stopping);
+        }
+        catch (Exception e)
+        {
+            // The statement failed (or its fate is unknown): nobody in it is answered from it, and each caller decides
+            // alone, knowing why. One bad item must not cost the others more than a second trip.
+            foreach (var pending in batch)
+            {
+                pending.Completion.TrySetResult(new Batched<TResult>(null, e));
+            }
+            return;
+        }
+        for (int i = 0; i < batch.Count; i++)
+        {
+            batch[i].Completion.TrySetResult(new Batched<TResult>(results[i], null));
+        }
+    }
+
+    private sealed class Pending(TItem item)
+    {
+        public TItem Item { get; } = item;
+
+        public TaskCompletionSource<Batched<TResult>> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}
+
+/// <summary>One item's share of a batch: its result (null: decide alone), or the failure of the whole batch.</summary>
+internal readonly record struct Batched<TResult>(TResult? Result, Exception? Failure)
+    where TResult : class;
