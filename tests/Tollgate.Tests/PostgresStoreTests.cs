@@ -179,6 +179,113 @@ public sealed class PostgresStoreTests
     }
 
     [PostgresFact]
+    public async Task A_rotation_whose_token_another_transaction_holds_waits_alone_and_the_other_rotations_go_through()
+    {
+        await using var host = await TollgateHost.StartAsync(StoreKind.Postgres);
+        var (held, heldTokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+        var others = new List<(CreatedProfile Profile, TokenReply Tokens)>();
+        for (int i = 0; i < 4; i++)
+        {
+            others.Add(await host.AuthorizeAsync(refreshPolicy: "rotate"));
+        }
+        await using var holder = host.Database.OpenPostgres();
+        await using var watcher = host.Database.OpenPostgres();
+        await using var transaction = await HoldRowsAsync(holder, """
+            SELECT t.token_hash FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id JOIN profiles p ON p.id = g.profile_id
+            WHERE p.client_id = @c FOR UPDATE OF t
+            """, held.ClientId);
+
+        var waitingRefresh = host.RefreshAsync(held, heldTokens.RefreshToken);
+        string waiter = await LockWaiterAsync(watcher);
+        var othersRotated = new List<TokenReply>();
+        foreach (var (profile, tokens) in others)
+        {
+            othersRotated.Add(await host.RefreshAsync(profile, tokens.RefreshToken));
+        }
+        bool heldWaitedMeanwhile = !waitingRefresh.IsCompleted;
+        await transaction.CommitAsync(); // changed nothing: the token is still live
+        var heldRotated = await waitingRefresh;
+
+        // The batch statement skipped the locked row (SKIP LOCKED) and the request waits in the general path's row lock,
+        // alone: a batch that waited there would hold up every rotation that shared it.
+        Assert.Contains("FOR UPDATE OF t", waiter);
+        Assert.DoesNotContain("unnest", waiter);
+        Assert.All(othersRotated, r => Assert.Equal(HttpStatusCode.OK, r.Status));
+        Assert.True(heldWaitedMeanwhile);
+        Assert.Equal(HttpStatusCode.OK, heldRotated.Status);
+        Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(held, heldRotated.RefreshToken)).Status);
+    }
+
+    [PostgresFact]
+    public async Task A_code_exchange_whose_code_another_transaction_holds_waits_alone_and_the_other_exchanges_go_through()
+    {
+        await using var host = await TollgateHost.StartAsync(StoreKind.Postgres);
+        var user = await host.CreateUserAsync();
+        var held = await host.CreateProfileAsync();
+        string heldCode = await host.IssueCodeAsync(held, user);
+        var others = new List<(CreatedProfile Profile, string Code)>();
+        for (int i = 0; i < 4; i++)
+        {
+            var profile = await host.CreateProfileAsync();
+            others.Add((profile, await host.IssueCodeAsync(profile, user)));
+        }
+        Task<TokenReply> Exchange(CreatedProfile profile, string code) => host.PostTokenAsync(TollgateHost.WithClient(profile,
+            ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", TollgateHost.ReturnUrl)));
+        await using var holder = host.Database.OpenPostgres();
+        await using var watcher = host.Database.OpenPostgres();
+        await using var transaction = await HoldRowsAsync(holder, """
+            SELECT c.code_hash FROM authorization_codes c JOIN profiles p ON p.id = c.profile_id
+            WHERE p.client_id = @c FOR UPDATE OF c
+            """, held.ClientId);
+
+        var waitingExchange = Exchange(held, heldCode);
+        string waiter = await LockWaiterAsync(watcher);
+        var othersExchanged = new List<TokenReply>();
+        foreach (var (profile, code) in others)
+        {
+            othersExchanged.Add(await Exchange(profile, code));
+        }
+        bool heldWaitedMeanwhile = !waitingExchange.IsCompleted;
+        await transaction.CommitAsync(); // changed nothing: the code is still unredeemed
+        var heldExchanged = await waitingExchange;
+
+        Assert.Contains("UPDATE authorization_codes SET redeemed_at", waiter);
+        Assert.DoesNotContain("unnest", waiter);
+        Assert.All(othersExchanged, r => Assert.Equal(HttpStatusCode.OK, r.Status));
+        Assert.True(heldWaitedMeanwhile);
+        Assert.Equal(HttpStatusCode.OK, heldExchanged.Status);
+        Assert.Equal(HttpStatusCode.BadRequest, (await Exchange(held, heldCode)).Status);
+    }
+
+    /// <summary>Locks the rows <paramref name="sql"/> selects for client <paramref name="clientId"/> until the returned transaction ends.</summary>
+    private static async Task<NpgsqlTransaction> HoldRowsAsync(NpgsqlConnection holder, string sql, string clientId)
+    {
+        var transaction = await holder.BeginTransactionAsync();
+        await using var hold = new NpgsqlCommand(sql, holder, transaction);
+        hold.Parameters.AddWithValue("c", clientId);
+        await using var rows = await hold.ExecuteReaderAsync();
+        Assert.True(await rows.ReadAsync());
+        return transaction;
+    }
+
+    /// <summary>The statement of the one session in this database that waits on a lock, once there is one.</summary>
+    private static async Task<string> LockWaiterAsync(NpgsqlConnection watcher)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(2.5); // the store gives up on a row lock after 3 s (lock_timeout)
+        while (DateTime.UtcNow < deadline)
+        {
+            await using var find = new NpgsqlCommand(
+                "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'", watcher);
+            if (await find.ExecuteScalarAsync() is string query)
+            {
+                return query;
+            }
+            await Task.Delay(10);
+        }
+        throw new TimeoutException("no session waited on the held row lock");
+    }
+
+    [PostgresFact]
     public async Task A_pool_larger_than_postgres_admits_is_named_at_start_and_a_small_one_is_not()
     {
         await using var database = await TestDatabase.CreateAsync(StoreKind.Postgres);

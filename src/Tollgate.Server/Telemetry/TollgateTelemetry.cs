@@ -37,7 +37,7 @@ internal static class TollgateTelemetry
         tags: null, advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = BatchBuckets });
 
     public static readonly Histogram<double> CommitDuration = Meter.CreateHistogram(
-        "tollgate.store.commit.duration", "s", "Time from BEGIN to durable COMMIT of one group commit",
+        "tollgate.store.commit.duration", "s", "Time from BEGIN to durable COMMIT of one group commit (PostgreSQL: of one batch statement, round trip included)",
         tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
 
     public static readonly Counter<long> CommitFailures = Meter.CreateCounter<long>(

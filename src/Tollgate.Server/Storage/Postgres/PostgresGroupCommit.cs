@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
+using Tollgate.Server.Telemetry;
 
 namespace Tollgate.Server.Storage.Postgres;
 
@@ -110,12 +112,14 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
             items[i] = batch[i].Item;
         }
         TResult?[] results;
+        long started = Stopwatch.GetTimestamp();
         try
         {
             results = await _runBatch(items, _stopping);
         }
         catch (Exception e)
         {
+            TollgateTelemetry.CommitFailures.Add(1);
             // The statement failed (or its fate is unknown): nobody in it is answered from it, and each caller decides
             // alone, knowing why. One bad item must not cost the others more than a second trip.
             foreach (var pending in batch)
@@ -124,6 +128,9 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
             }
             return;
         }
+        // The same instruments as SQLite's group commit: an operator reads batching the same way on either store.
+        TollgateTelemetry.CommitBatchSize.Record(batch.Count);
+        TollgateTelemetry.CommitDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
         for (int i = 0; i < batch.Count; i++)
         {
             batch[i].Completion.TrySetResult(new Batched<TResult>(results[i], null));
