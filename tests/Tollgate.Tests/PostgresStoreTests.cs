@@ -179,6 +179,51 @@ public sealed class PostgresStoreTests
     }
 
     [PostgresFact]
+    public async Task Concurrent_rotations_on_one_node_share_statements_and_every_chain_stays_whole()
+    {
+        const int Chains = 32, Rotations = 25;
+        await using var host = await TollgateHost.StartAsync(StoreKind.Postgres);
+        var chains = new List<(CreatedProfile Profile, TokenReply Tokens)>();
+        for (int i = 0; i < Chains; i++)
+        {
+            chains.Add(await host.AuthorizeAsync(refreshPolicy: "rotate"));
+        }
+        var store = (PostgresTokenStore)host.Store;
+        var before = store.RotationBatches;
+
+        string[] last = await Task.WhenAll(chains.Select(async chain =>
+        {
+            string token = chain.Tokens.RefreshToken!;
+            for (int i = 0; i < Rotations; i++)
+            {
+                var reply = await host.RefreshAsync(chain.Profile, token);
+                Assert.Equal(HttpStatusCode.OK, reply.Status);
+                token = reply.RefreshToken!;
+            }
+            return token;
+        }));
+        var after = store.RotationBatches;
+
+        Assert.Equal(Chains * Rotations, after.Items - before.Items);
+        Assert.True(after.Batches - before.Batches < after.Items - before.Items,
+            $"{after.Batches - before.Batches} statements for {after.Items - before.Items} rotations: no two ever shared one");
+        await using (var connection = host.Database.OpenPostgres())
+        await using (var count = new NpgsqlCommand(
+            "SELECT count(*), count(*) FILTER (WHERE consumed_at IS NOT NULL) FROM refresh_tokens", connection))
+        await using (var rows = await count.ExecuteReaderAsync())
+        {
+            // Every rotation consumed one token and added one: nothing lost, nothing doubled.
+            Assert.True(await rows.ReadAsync());
+            Assert.Equal(Chains * (Rotations + 1), rows.GetInt64(0));
+            Assert.Equal(Chains * Rotations, rows.GetInt64(1));
+        }
+        for (int i = 0; i < Chains; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(chains[i].Profile, last[i])).Status);
+        }
+    }
+
+    [PostgresFact]
     public async Task A_rotation_whose_token_another_transaction_holds_waits_alone_and_the_other_rotations_go_through()
     {
         await using var host = await TollgateHost.StartAsync(StoreKind.Postgres);

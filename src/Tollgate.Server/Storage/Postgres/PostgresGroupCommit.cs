@@ -32,6 +32,8 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
     private readonly CancellationToken _stopping;
     private readonly ConcurrentQueue<Pending> _queue = new();
     private int _inFlight;
+    private long _batches;
+    private long _items;
 
     /// <param name="runBatch">Runs the items in one statement; returns each item's result, in order, or null for "decide alone".</param>
     /// <param name="maxInFlight">
@@ -47,6 +49,9 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
         _maxInFlight = maxInFlight;
         _stopping = stopping;
     }
+
+    /// <summary>Statements sent so far, and the requests they carried (for tests; operators have the metrics).</summary>
+    public (long Batches, long Items) Sent => (Interlocked.Read(ref _batches), Interlocked.Read(ref _items));
 
     /// <summary>
     /// The item's result from a committed batch, null when the batch left the item to be decided alone, or the
@@ -112,6 +117,8 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
             items[i] = batch[i].Item;
         }
         TResult?[] results;
+        Interlocked.Increment(ref _batches);
+        Interlocked.Add(ref _items, items.Length);
         long started = Stopwatch.GetTimestamp();
         try
         {

@@ -52,6 +52,9 @@ internal sealed partial class PostgresTokenStore : ITokenStore
     /// </summary>
     private const int BatchesInFlight = 2;
 
+    /// <summary>What the rotation batches carried so far (for tests).</summary>
+    internal (long Batches, long Items) RotationBatches => _rotations.Sent;
+
     /// <summary>The store's own pool, for tests that must look at a session exactly as the store opens it.</summary>
     internal NpgsqlDataSource DataSource => _dataSource;
 
