@@ -161,8 +161,8 @@ public sealed class PostgresStoreTests
     {
         await using var host = await TollgateHost.StartAsync(StoreKind.Postgres);
         var (profile, tokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
-        // Warm the pool, then terminate every connection: the one-statement fast path meets a dead connection and the
-        // general path must finish the rotation (or recognise that the fast path already committed it).
+        // Warm the pool, then terminate every connection: the batch statement meets a dead connection and the
+        // general path must finish the rotation (or recognise that the batch already committed it).
         var (other, otherTokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
         Assert.Equal(HttpStatusCode.OK, (await host.RefreshAsync(other, otherTokens.RefreshToken)).Status);
         await using (var admin = host.Database.OpenPostgres())

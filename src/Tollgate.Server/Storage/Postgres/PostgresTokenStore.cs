@@ -511,7 +511,7 @@ internal sealed partial class PostgresTokenStore : ITokenStore
     }
 
     private Task<CodeRedemption> RedeemCodeCoreAsync(
-        byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, bool fastPathMayHaveCommitted, CancellationToken ct) =>
+        byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, bool batchMayHaveCommitted, CancellationToken ct) =>
         WriteAsync(async (c, t, attempt) =>
         {
             long at = now.ToUnixTimeMilliseconds();
@@ -546,8 +546,8 @@ internal sealed partial class PostgresTokenStore : ITokenStore
                 {
                     return new CodeRedemption(CodeRedemptionOutcome.Unknown, 0, null);
                 }
-                // Our own earlier attempt (or the fast path) may have committed before the connection dropped: its refresh token is ours.
-                if ((attempt > 1 || fastPathMayHaveCommitted) && await ScalarAsync(c, t, ct, "SELECT 1 FROM refresh_tokens WHERE token_hash = @r AND grant_id = @g",
+                // Our own earlier attempt (or the batch) may have committed before the connection dropped: its refresh token is ours.
+                if ((attempt > 1 || batchMayHaveCommitted) && await ScalarAsync(c, t, ct, "SELECT 1 FROM refresh_tokens WHERE token_hash = @r AND grant_id = @g",
                     ("r", refreshTokenHash), ("g", replayedGrant)) is not null)
                 {
                     return new CodeRedemption(CodeRedemptionOutcome.Redeemed, replayedGrant, null);
@@ -668,14 +668,14 @@ internal sealed partial class PostgresTokenStore : ITokenStore
 
     private Task<Rotation> RotateRefreshTokenCoreAsync(
         byte[] presentedHash, byte[] successorHash, long profileRowId, DateTimeOffset now, TimeSpan graceWindow,
-        bool fastPathMayHaveCommitted, CancellationToken ct) =>
+        bool batchMayHaveCommitted, CancellationToken ct) =>
         WriteAsync(async (c, t, attempt) =>
         {
             long at = now.ToUnixTimeMilliseconds();
             var token = await ReadRefreshTokenAsync(c, t, presentedHash, lockRow: true, ct);
             var decision = RotationRule.Decide(token, profileRowId, now, graceWindow);
-            // Our own earlier attempt (or the fast path) may have committed before the connection dropped: the successor is ours.
-            if ((decision is RotationOutcome.ReplayedWithinGrace or RotationOutcome.ReuseDetected) && (attempt > 1 || fastPathMayHaveCommitted)
+            // Our own earlier attempt (or the batch) may have committed before the connection dropped: the successor is ours.
+            if ((decision is RotationOutcome.ReplayedWithinGrace or RotationOutcome.ReuseDetected) && (attempt > 1 || batchMayHaveCommitted)
                 && await ScalarAsync(c, t, ct, "SELECT 1 FROM refresh_tokens WHERE token_hash = @s", ("s", successorHash)) is not null)
             {
                 return new Rotation(RotationOutcome.Rotated, token);
