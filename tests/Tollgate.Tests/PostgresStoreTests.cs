@@ -1,6 +1,7 @@
 using System.Net;
 using Npgsql;
 using Tollgate.Server.Admin;
+using Tollgate.Server.Crypto;
 using Tollgate.Server.Storage;
 using Tollgate.Server.Storage.Postgres;
 using Tollgate.Server.Storage.Sqlite;
@@ -251,9 +252,8 @@ public sealed class PostgresStoreTests
         await transaction.CommitAsync(); // changed nothing: the token is still live
         var heldRotated = await waitingRefresh;
 
-        // The batch statement skipped the locked row (SKIP LOCKED) and the request waits in the general path's row lock,
-        // alone: a batch that waited there would hold up every rotation that shared it.
-        Assert.Contains("FOR UPDATE OF t", waiter);
+        // The request waits alone (a batch of one, or the general path after a batch skipped its row): a batch of several
+        // that waited there would hold up every rotation that shared it, and nothing else may stall behind it.
         Assert.DoesNotContain("unnest", waiter);
         Assert.All(othersRotated, r => Assert.Equal(HttpStatusCode.OK, r.Status));
         Assert.True(heldWaitedMeanwhile);
@@ -294,12 +294,62 @@ public sealed class PostgresStoreTests
         await transaction.CommitAsync(); // changed nothing: the code is still unredeemed
         var heldExchanged = await waitingExchange;
 
-        Assert.Contains("UPDATE authorization_codes SET redeemed_at", waiter);
         Assert.DoesNotContain("unnest", waiter);
         Assert.All(othersExchanged, r => Assert.Equal(HttpStatusCode.OK, r.Status));
         Assert.True(heldWaitedMeanwhile);
         Assert.Equal(HttpStatusCode.OK, heldExchanged.Status);
         Assert.Equal(HttpStatusCode.BadRequest, (await Exchange(held, heldCode)).Status);
+    }
+
+    [PostgresFact]
+    public async Task A_batch_of_rotations_skips_a_token_another_transaction_holds_and_rotates_the_rest_without_waiting()
+    {
+        await using var host = await TollgateHost.StartAsync(StoreKind.Postgres);
+        var (held, heldTokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+        var (free, freeTokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+        var store = (PostgresTokenStore)host.Store;
+        long at = host.Clock.GetUtcNow().ToUnixTimeMilliseconds();
+        async Task<PostgresTokenStore.LiveRotation> RotationAsync(CreatedProfile profile, string token) => new(
+            Secrets.StoreKey(token), Secrets.StoreKey(Secrets.NewRefreshToken(host.Clock.GetUtcNow())),
+            (await store.FindProfileAsync(profile.ClientId, CancellationToken.None))!.RowId, at);
+        var batch = new[] { await RotationAsync(held, heldTokens.RefreshToken!), await RotationAsync(free, freeTokens.RefreshToken!) };
+        await using var holder = host.Database.OpenPostgres();
+        await using var transaction = await HoldRowsAsync(holder, """
+            SELECT t.token_hash FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id JOIN profiles p ON p.id = g.profile_id
+            WHERE p.client_id = @c FOR UPDATE OF t
+            """, held.ClientId);
+
+        // lock_timeout is 3 s: a batch that waited for the held row would take that long and then fail whole.
+        var results = await store.RotateLiveTokensAsync(batch, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(2));
+
+        Assert.Null(results[0]);
+        Assert.NotNull(results[1]);
+    }
+
+    [PostgresFact]
+    public async Task A_batch_of_code_redemptions_skips_a_code_another_transaction_holds_and_redeems_the_rest_without_waiting()
+    {
+        await using var host = await TollgateHost.StartAsync(StoreKind.Postgres);
+        var user = await host.CreateUserAsync();
+        var held = await host.CreateProfileAsync();
+        var free = await host.CreateProfileAsync();
+        var store = (PostgresTokenStore)host.Store;
+        long at = host.Clock.GetUtcNow().ToUnixTimeMilliseconds();
+        var batch = new PostgresTokenStore.FreshRedemption[]
+        {
+            new(Secrets.StoreKey(await host.IssueCodeAsync(held, user)), Secrets.StoreKey(Secrets.NewRefreshToken(host.Clock.GetUtcNow())), at),
+            new(Secrets.StoreKey(await host.IssueCodeAsync(free, user)), Secrets.StoreKey(Secrets.NewRefreshToken(host.Clock.GetUtcNow())), at),
+        };
+        await using var holder = host.Database.OpenPostgres();
+        await using var transaction = await HoldRowsAsync(holder, """
+            SELECT c.code_hash FROM authorization_codes c JOIN profiles p ON p.id = c.profile_id
+            WHERE p.client_id = @c FOR UPDATE OF c
+            """, held.ClientId);
+
+        var results = await store.RedeemFreshCodesAsync(batch, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(2));
+
+        Assert.Null(results[0]);
+        Assert.NotNull(results[1]);
     }
 
     /// <summary>Locks the rows <paramref name="sql"/> selects for client <paramref name="clientId"/> until the returned transaction ends.</summary>

@@ -15,10 +15,11 @@ namespace Tollgate.Server.Storage.Postgres;
 /// is sent at once, so an idle node adds no latency; batches only form when requests arrive faster than the database
 /// answers. Every item still learns its outcome only from the committed statement: nobody is answered early.
 /// <para>
-/// The batch statement must not wait on row locks (it locks with <c>SKIP LOCKED</c>): a row another node holds would
+/// A batch of several must not wait on row locks (it locks with <c>SKIP LOCKED</c>): a row another node holds would
 /// otherwise stall every request in the batch, and two nodes' batches could deadlock. An item the batch skipped
 /// or could not decide comes back with a null result, and its caller takes the single-request path, which waits
-/// for the row lock as before.
+/// for the row lock as before. A batch of one may wait, as a request always did: it holds up only itself and one
+/// slot, and the other slot keeps batching.
 /// </para>
 /// </remarks>
 internal sealed class PostgresGroupCommit<TItem, TResult>
