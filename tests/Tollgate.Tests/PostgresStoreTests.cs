@@ -241,16 +241,9 @@ public sealed class PostgresStoreTests
             WHERE p.client_id = @c FOR UPDATE OF t
             """, held.ClientId);
 
-        var waitingRefresh = host.RefreshAsync(held, heldTokens.RefreshToken);
-        string waiter = await LockWaiterAsync(watcher);
-        var othersRotated = new List<TokenReply>();
-        foreach (var (profile, tokens) in others)
-        {
-            othersRotated.Add(await host.RefreshAsync(profile, tokens.RefreshToken));
-        }
-        bool heldWaitedMeanwhile = !waitingRefresh.IsCompleted;
-        await transaction.CommitAsync(); // changed nothing: the token is still live
-        var heldRotated = await waitingRefresh;
+        var (waiter, othersRotated, heldWaitedMeanwhile, heldRotated) = await WhileRowsAreHeldAsync(
+            watcher, transaction, () => host.RefreshAsync(held, heldTokens.RefreshToken),
+            others.Select(o => (Func<Task<TokenReply>>)(() => host.RefreshAsync(o.Profile, o.Tokens.RefreshToken))));
 
         // The request waits alone (a batch of one, or the general path after a batch skipped its row): a batch of several
         // that waited there would hold up every rotation that shared it, and nothing else may stall behind it.
@@ -283,22 +276,36 @@ public sealed class PostgresStoreTests
             WHERE p.client_id = @c FOR UPDATE OF c
             """, held.ClientId);
 
-        var waitingExchange = Exchange(held, heldCode);
-        string waiter = await LockWaiterAsync(watcher);
-        var othersExchanged = new List<TokenReply>();
-        foreach (var (profile, code) in others)
-        {
-            othersExchanged.Add(await Exchange(profile, code));
-        }
-        bool heldWaitedMeanwhile = !waitingExchange.IsCompleted;
-        await transaction.CommitAsync(); // changed nothing: the code is still unredeemed
-        var heldExchanged = await waitingExchange;
+        var (waiter, othersExchanged, heldWaitedMeanwhile, heldExchanged) = await WhileRowsAreHeldAsync(
+            watcher, transaction, () => Exchange(held, heldCode), others.Select(o => (Func<Task<TokenReply>>)(() => Exchange(o.Profile, o.Code))));
 
         Assert.DoesNotContain("unnest", waiter);
         Assert.All(othersExchanged, r => Assert.Equal(HttpStatusCode.OK, r.Status));
         Assert.True(heldWaitedMeanwhile);
         Assert.Equal(HttpStatusCode.OK, heldExchanged.Status);
         Assert.Equal(HttpStatusCode.BadRequest, (await Exchange(held, heldCode)).Status);
+    }
+
+    [PostgresFact]
+    public async Task A_rotation_that_waits_out_the_lock_timeout_is_answered_503_after_one_wait_not_two()
+    {
+        await using var host = await TollgateHost.StartAsync(StoreKind.Postgres);
+        var (held, heldTokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
+        await using var holder = host.Database.OpenPostgres();
+        await using var transaction = await HoldRowsAsync(holder, """
+            SELECT t.token_hash FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id JOIN profiles p ON p.id = g.profile_id
+            WHERE p.client_id = @c FOR UPDATE OF t
+            """, held.ClientId);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        var refused = await host.RefreshAsync(held, heldTokens.RefreshToken);
+        var waited = clock.Elapsed;
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.Status);
+        Assert.Equal("temporarily_unavailable", refused.Error);
+        Assert.NotNull(refused.Headers.RetryAfter);
+        // lock_timeout is 3 s. Its batch of one waited it out; the general path must not wait it out a second time.
+        Assert.InRange(waited, TimeSpan.FromSeconds(2.5), TimeSpan.FromSeconds(5.5));
     }
 
     [PostgresFact]
@@ -350,6 +357,25 @@ public sealed class PostgresStoreTests
 
         Assert.Null(results[0]);
         Assert.NotNull(results[1]);
+    }
+
+    /// <summary>
+    /// Sends <paramref name="heldRequest"/>, waits until a session waits on the held rows, sends <paramref name="others"/>
+    /// one after another, then ends the hold (changing nothing) and lets the held request finish.
+    /// </summary>
+    private static async Task<(string Waiter, List<TokenReply> Others, bool HeldWaitedMeanwhile, TokenReply Held)> WhileRowsAreHeldAsync(
+        NpgsqlConnection watcher, NpgsqlTransaction hold, Func<Task<TokenReply>> heldRequest, IEnumerable<Func<Task<TokenReply>>> others)
+    {
+        var waiting = heldRequest();
+        string waiter = await LockWaiterAsync(watcher);
+        var answered = new List<TokenReply>();
+        foreach (var other in others)
+        {
+            answered.Add(await other());
+        }
+        bool waitedMeanwhile = !waiting.IsCompleted;
+        await hold.CommitAsync();
+        return (waiter, answered, waitedMeanwhile, await waiting);
     }
 
     /// <summary>Locks the rows <paramref name="sql"/> selects for client <paramref name="clientId"/> until the returned transaction ends.</summary>

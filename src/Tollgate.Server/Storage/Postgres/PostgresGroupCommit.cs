@@ -132,7 +132,7 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
             // alone, knowing why. One bad item must not cost the others more than a second trip.
             foreach (var pending in batch)
             {
-                pending.Completion.TrySetResult(new Batched<TResult>(null, e));
+                pending.Completion.TrySetResult(new Batched<TResult>(null, e, Alone: batch.Count == 1));
             }
             return;
         }
@@ -141,7 +141,7 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
         TollgateTelemetry.CommitDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
         for (int i = 0; i < batch.Count; i++)
         {
-            batch[i].Completion.TrySetResult(new Batched<TResult>(results[i], null));
+            batch[i].Completion.TrySetResult(new Batched<TResult>(results[i], null, Alone: batch.Count == 1));
         }
     }
 
@@ -153,6 +153,9 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
     }
 }
 
-/// <summary>One item's share of a batch: its result (null: decide alone), or the failure of the whole batch.</summary>
-internal readonly record struct Batched<TResult>(TResult? Result, Exception? Failure)
+/// <summary>
+/// One item's share of a batch: its result (null: decide alone), or the failure of the whole batch; <paramref name="Alone"/>
+/// when the batch carried this item only, so that its failure is the item's own.
+/// </summary>
+internal readonly record struct Batched<TResult>(TResult? Result, Exception? Failure, bool Alone)
     where TResult : class;

@@ -452,12 +452,27 @@ internal sealed partial class PostgresTokenStore : ITokenStore
                     return new CodeRedemption(CodeRedemptionOutcome.Redeemed, started.GrantId, code);
                 }
                 // As for rotations: only an error PostgreSQL answered proves the batch rolled back.
+                ThrowIfItWaitedTooLong(batched);
                 mayHaveCommitted = batched.Failure is not null and not PostgresException;
             }
             // Redeemed already (a replay), redeemed or locked by a racing request since the read, or the batch's fate unknown.
             var outcome = await RedeemCodeCoreAsync(codeHash, refreshTokenHash, now, mayHaveCommitted, ct);
             return outcome with { Code = outcome.Outcome == CodeRedemptionOutcome.Unknown ? null : code };
         }, ct);
+
+    /// <summary>
+    /// A request that went alone and waited out <c>lock_timeout</c> (or a statement timeout) is answered with that failure
+    /// (503 with Retry-After, as before batching): the general path would wait as long again for the same answer. In a
+    /// batch of several the failure may be another item's, and each request decides alone.
+    /// </summary>
+    private static void ThrowIfItWaitedTooLong<T>(Batched<T> batched)
+        where T : class
+    {
+        if (batched is { Alone: true, Failure: PostgresException { SqlState: "55P03" or "57014" } timedOut })
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(timedOut);
+        }
+    }
 
     internal readonly record struct FreshRedemption(byte[] CodeHash, byte[] RefreshTokenHash, long At);
 
@@ -630,6 +645,7 @@ internal sealed partial class PostgresTokenStore : ITokenStore
             }
             // Not live, skipped, or the batch failed. Only an error PostgreSQL answered proves the batch rolled back; a
             // dropped connection or a timeout leaves it unknown, and the general path then looks for our successor first.
+            ThrowIfItWaitedTooLong(batched);
             bool mayHaveCommitted = batched.Failure is not null and not PostgresException;
             return await RotateRefreshTokenCoreAsync(presentedHash, successorHash, profileRowId, now, graceWindow, mayHaveCommitted, ct);
         }, ct);
