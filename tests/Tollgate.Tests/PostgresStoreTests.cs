@@ -225,6 +225,39 @@ public sealed class PostgresStoreTests
     }
 
     [PostgresFact]
+    public async Task Concurrent_code_exchanges_on_one_node_share_reads_and_redeem_every_code_exactly_once()
+    {
+        const int Codes = 32;
+        await using var host = await TollgateHost.StartAsync(StoreKind.Postgres);
+        var user = await host.CreateUserAsync();
+        var profile = await host.CreateProfileAsync();
+        // Each code bound to a PKCE challenge of its own: a read answered with another code's row would be refused.
+        var codes = new List<(string Code, string Verifier)>();
+        for (int i = 0; i < Codes; i++)
+        {
+            string verifier = Pkce.NewVerifier();
+            codes.Add((await host.IssueCodeAsync(profile, user, "profile", Pkce.S256(verifier), "S256"), verifier));
+        }
+        Task<TokenReply> Exchange((string Code, string Verifier) code) => host.PostTokenAsync(TollgateHost.WithClient(profile,
+            ("grant_type", "authorization_code"), ("code", code.Code), ("redirect_uri", TollgateHost.ReturnUrl), ("code_verifier", code.Verifier)));
+        var store = (PostgresTokenStore)host.Store;
+        var before = store.CodeReadBatches;
+
+        var first = await Task.WhenAll(codes.Select(Exchange));
+        var after = store.CodeReadBatches;
+        var refreshed = await Task.WhenAll(first.Select(reply => host.RefreshAsync(profile, reply.RefreshToken)));
+        var replayed = await Task.WhenAll(codes.Select(Exchange));
+
+        Assert.All(first, reply => Assert.Equal(HttpStatusCode.OK, reply.Status));
+        Assert.Equal(Codes, first.Select(reply => reply.RefreshToken).Distinct().Count());
+        Assert.All(refreshed, reply => Assert.Equal(HttpStatusCode.OK, reply.Status));
+        Assert.All(replayed, reply => Assert.Equal("invalid_grant", reply.Error));
+        Assert.Equal(Codes, after.Items - before.Items);
+        Assert.True(after.Batches - before.Batches < after.Items - before.Items,
+            $"{after.Batches - before.Batches} reads for {after.Items - before.Items} exchanges: no two ever shared one");
+    }
+
+    [PostgresFact]
     public async Task A_rotation_whose_token_another_transaction_holds_waits_alone_and_the_other_rotations_go_through()
     {
         await using var host = await TollgateHost.StartAsync(StoreKind.Postgres);

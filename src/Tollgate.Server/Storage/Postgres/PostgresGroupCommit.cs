@@ -7,6 +7,7 @@ namespace Tollgate.Server.Storage.Postgres;
 /// <summary>
 /// Group commit for PostgreSQL: requests of one kind (rotations, say) that arrive while this node already has a
 /// batch of them at the database wait here and then go together, in one statement, one round trip and one commit.
+/// Reads on the hot path (an exchange's code) are batched the same way, for the round trips.
 /// </summary>
 /// <remarks>
 /// Why: one request, one statement costs PostgreSQL a backend wake-up, a plan execution and a WAL flush each, and on
@@ -31,6 +32,7 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
     private readonly Func<TItem[], CancellationToken, Task<TResult?[]>> _runBatch;
     private readonly int _maxInFlight;
     private readonly CancellationToken _stopping;
+    private readonly bool _commits;
     private readonly ConcurrentQueue<Pending> _queue = new();
     private int _inFlight;
     private long _batches;
@@ -43,12 +45,15 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
     /// </param>
     /// <param name="stopping">Cancels batches when the store closes; a request's own cancellation does not, since
     /// its batch carries other requests.</param>
-    public PostgresGroupCommit(Func<TItem[], CancellationToken, Task<TResult?[]>> runBatch, int maxInFlight, CancellationToken stopping)
+    /// <param name="commits">Whether a batch is a write, counted in the group-commit metrics; false for reads.</param>
+    public PostgresGroupCommit(
+        Func<TItem[], CancellationToken, Task<TResult?[]>> runBatch, int maxInFlight, CancellationToken stopping, bool commits = true)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxInFlight, 1);
         _runBatch = runBatch;
         _maxInFlight = maxInFlight;
         _stopping = stopping;
+        _commits = commits;
     }
 
     /// <summary>Statements sent so far, and the requests they carried (for tests; operators have the metrics).</summary>
@@ -127,7 +132,10 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
         }
         catch (Exception e)
         {
-            TollgateTelemetry.CommitFailures.Add(1);
+            if (_commits)
+            {
+                TollgateTelemetry.CommitFailures.Add(1);
+            }
             // The statement failed (or its fate is unknown): nobody in it is answered from it, and each caller decides
             // alone, knowing why. One bad item must not cost the others more than a second trip.
             foreach (var pending in batch)
@@ -136,9 +144,12 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
             }
             return;
         }
-        // The same instruments as SQLite's group commit: an operator reads batching the same way on either store.
-        TollgateTelemetry.CommitBatchSize.Record(batch.Count);
-        TollgateTelemetry.CommitDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        if (_commits)
+        {
+            // The same instruments as SQLite's group commit: an operator reads batching the same way on either store.
+            TollgateTelemetry.CommitBatchSize.Record(batch.Count);
+            TollgateTelemetry.CommitDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
         for (int i = 0; i < batch.Count; i++)
         {
             batch[i].Completion.TrySetResult(new Batched<TResult>(results[i], null, Alone: batch.Count == 1));

@@ -36,12 +36,14 @@ internal sealed partial class PostgresTokenStore : ITokenStore
 
     private readonly PostgresGroupCommit<LiveRotation, RefreshToken> _rotations;
     private readonly PostgresGroupCommit<FreshRedemption, StartedGrant> _redemptions;
+    private readonly PostgresGroupCommit<byte[], AuthorizationCode> _codeReads;
 
     private PostgresTokenStore(NpgsqlDataSource dataSource)
     {
         _dataSource = dataSource;
         _rotations = new(RotateLiveTokensAsync, BatchesInFlight, _disposing.Token);
         _redemptions = new(RedeemFreshCodesAsync, BatchesInFlight, _disposing.Token);
+        _codeReads = new(ReadCodesAsync, BatchesInFlight, _disposing.Token, commits: false);
     }
 
     /// <summary>
@@ -54,6 +56,9 @@ internal sealed partial class PostgresTokenStore : ITokenStore
 
     /// <summary>What the rotation batches carried so far (for tests).</summary>
     internal (long Batches, long Items) RotationBatches => _rotations.Sent;
+
+    /// <summary>What the batched code reads carried so far (for tests).</summary>
+    internal (long Batches, long Items) CodeReadBatches => _codeReads.Sent;
 
     /// <summary>The store's own pool, for tests that must look at a session exactly as the store opens it.</summary>
     internal NpgsqlDataSource DataSource => _dataSource;
@@ -410,22 +415,58 @@ internal sealed partial class PostgresTokenStore : ITokenStore
             ("c", code.CodeChallenge), ("m", code.CodeChallengeMethod), ("t", code.CreatedAt.ToUnixTimeMilliseconds()),
             ("e", code.ExpiresAt.ToUnixTimeMilliseconds())), ct);
 
-    private Task<AuthorizationCode?> ReadCodeAsync(byte[] codeHash, CancellationToken ct) => ReadAsync(async c =>
+    /// <summary>
+    /// Reads a code for an exchange, in one statement with the other exchanges' reads waiting at the same moment
+    /// (<see cref="ReadCodesAsync"/>). A read changes nothing, so if its batch failed it is simply read again alone, with
+    /// the store's retries.
+    /// </summary>
+    private async Task<AuthorizationCode?> ReadCodeAsync(byte[] codeHash, CancellationToken ct)
     {
-        await using var command = Sql(c, null, """
-            SELECT c.profile_id, u.user_id, c.redirect_uri, c.scope, c.code_challenge, c.code_challenge_method,
-                   c.expires_at, c.redeemed_at IS NOT NULL
+        var batched = await _codeReads.RunAsync(codeHash);
+        return batched.Failure is null ? batched.Result : await ReadAsync(c => ReadCodeAloneAsync(c, codeHash, ct), ct);
+    }
+
+    /// <summary>Each code of the batch, or null where there is none; a batch of one as one row (see <see cref="RotateLiveTokenAsync"/>).</summary>
+    private async Task<AuthorizationCode?[]> ReadCodesAsync(byte[][] codeHashes, CancellationToken ct)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(ct);
+        if (codeHashes.Length == 1)
+        {
+            return [await ReadCodeAloneAsync(connection, codeHashes[0], ct)];
+        }
+        await using var command = Sql(connection, null, $"""
+            SELECT i.n, {CodeColumns}
+            FROM unnest(@h::bytea[]) WITH ORDINALITY AS i(code_hash, n)
+            JOIN authorization_codes c ON c.code_hash = i.code_hash JOIN users u ON u.id = c.user_id
+            """, ("h", codeHashes));
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        var codes = new AuthorizationCode?[codeHashes.Length];
+        while (await reader.ReadAsync(ct))
+        {
+            codes[checked((int)reader.GetInt64(0)) - 1] = ReadCode(reader, first: 1);
+        }
+        return codes;
+    }
+
+    private static async Task<AuthorizationCode?> ReadCodeAloneAsync(NpgsqlConnection c, byte[] codeHash, CancellationToken ct)
+    {
+        await using var command = Sql(c, null, $"""
+            SELECT {CodeColumns}
             FROM authorization_codes c JOIN users u ON u.id = c.user_id
             WHERE c.code_hash = @h
             """, ("h", codeHash));
         await using var reader = await command.ExecuteReaderAsync(ct);
-        return await reader.ReadAsync(ct)
-            ? new AuthorizationCode(
-                reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3),
-                reader.IsDBNull(4) ? null : reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5),
-                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(6)), reader.GetBoolean(7))
-            : null;
-    }, ct);
+        return await reader.ReadAsync(ct) ? ReadCode(reader, first: 0) : null;
+    }
+
+    private const string CodeColumns = """
+        c.profile_id, u.user_id, c.redirect_uri, c.scope, c.code_challenge, c.code_challenge_method, c.expires_at, c.redeemed_at IS NOT NULL
+        """;
+
+    private static AuthorizationCode ReadCode(NpgsqlDataReader reader, int first) => new(
+        reader.GetInt64(first), reader.GetString(first + 1), reader.GetString(first + 2), reader.GetString(first + 3),
+        reader.IsDBNull(first + 4) ? null : reader.GetString(first + 4), reader.IsDBNull(first + 5) ? null : reader.GetString(first + 5),
+        DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(first + 6)), reader.GetBoolean(first + 7));
 
     public Task<CodeRedemption> RedeemCodeAsync(
         byte[] codeHash, byte[] refreshTokenHash, long profileRowId, DateTimeOffset now, Func<AuthorizationCode, bool> mayRedeem, CancellationToken ct) =>
