@@ -15,11 +15,11 @@ public sealed class PostgresGroupCommitTests
     public async Task A_request_that_finds_nothing_in_flight_is_sent_at_once_and_alone()
     {
         var batches = new ConcurrentQueue<int[]>();
-        var group = new PostgresGroupCommit<int, string>((items, _) =>
+        var group = Group((items, _) =>
         {
             batches.Enqueue(items);
             return Task.FromResult(items.Select(i => (string?)$"r{i}").ToArray());
-        }, maxInFlight: 1, CancellationToken.None);
+        }, maxInFlight: 1);
 
         var answer = await group.RunAsync(7).WaitAsync(Patience);
 
@@ -33,7 +33,7 @@ public sealed class PostgresGroupCommitTests
     {
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var batches = new ConcurrentQueue<int[]>();
-        var group = new PostgresGroupCommit<int, string>(async (items, _) =>
+        var group = Group(async (items, _) =>
         {
             batches.Enqueue(items);
             if (items[0] == 0)
@@ -41,7 +41,7 @@ public sealed class PostgresGroupCommitTests
                 await release.Task;
             }
             return items.Select(i => (string?)$"r{i}").ToArray();
-        }, maxInFlight: 1, CancellationToken.None);
+        }, maxInFlight: 1);
 
         var first = group.RunAsync(0);
         var waiting = Enumerable.Range(1, 9).Select(group.RunAsync).ToArray();
@@ -58,7 +58,7 @@ public sealed class PostgresGroupCommitTests
     public async Task A_failed_batch_fails_only_the_requests_in_it_and_the_next_batch_goes_through()
     {
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var group = new PostgresGroupCommit<int, string>(async (items, _) =>
+        var group = Group(async (items, _) =>
         {
             if (items[0] == 0)
             {
@@ -69,7 +69,7 @@ public sealed class PostgresGroupCommitTests
                 throw new InvalidOperationException("one bad item");
             }
             return items.Select(i => (string?)$"r{i}").ToArray();
-        }, maxInFlight: 1, CancellationToken.None);
+        }, maxInFlight: 1);
 
         var first = group.RunAsync(0);
         var bad = group.RunAsync(-1);
@@ -88,9 +88,9 @@ public sealed class PostgresGroupCommitTests
     [Fact]
     public async Task A_null_result_leaves_that_request_to_be_decided_alone_without_a_failure()
     {
-        var group = new PostgresGroupCommit<int, string>(
+        var group = Group(
             (items, _) => Task.FromResult(items.Select(i => i % 2 == 0 ? null : (string?)$"r{i}").ToArray()),
-            maxInFlight: 1, CancellationToken.None);
+            maxInFlight: 1);
 
         var even = await group.RunAsync(2).WaitAsync(Patience);
 
@@ -104,7 +104,7 @@ public sealed class PostgresGroupCommitTests
         const int Threads = 16, PerThread = 500, Limit = 2;
         int inFlight = 0, mostInFlight = 0, batchCount = 0;
         var seen = new ConcurrentDictionary<int, int>();
-        var group = new PostgresGroupCommit<int, string>(async (items, _) =>
+        var group = Group(async (items, _) =>
         {
             int now = Interlocked.Increment(ref inFlight);
             InterlockedMax(ref mostInFlight, now);
@@ -116,7 +116,7 @@ public sealed class PostgresGroupCommitTests
             }
             Interlocked.Decrement(ref inFlight);
             return items.Select(i => (string?)$"r{i}").ToArray();
-        }, Limit, CancellationToken.None);
+        }, Limit);
 
         var workers = Enumerable.Range(0, Threads).Select(t => Task.Run(async () =>
         {
@@ -135,6 +135,43 @@ public sealed class PostgresGroupCommitTests
         // Sixteen closed loops against a batch that takes a millisecond or so: they must have shared statements.
         Assert.True(batchCount < Threads * PerThread / 2, $"{batchCount} batches for {Threads * PerThread} requests");
     }
+
+    [Fact]
+    public async Task A_batch_of_one_takes_the_one_row_path_and_a_batch_of_several_the_batch_statement()
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var alone = new ConcurrentQueue<int>();
+        var batched = new ConcurrentQueue<int[]>();
+        var group = new PostgresGroupCommit<int, string>(
+            (items, _) =>
+            {
+                batched.Enqueue(items);
+                return Task.FromResult(items.Select(i => (string?)$"b{i}").ToArray());
+            },
+            async (item, _) =>
+            {
+                alone.Enqueue(item);
+                await release.Task;
+                return $"a{item}";
+            },
+            maxInFlight: 1, CancellationToken.None);
+
+        var first = group.RunAsync(0);
+        var waiting = new[] { group.RunAsync(1), group.RunAsync(2) };
+        release.SetResult();
+        var answers = await Task.WhenAll(waiting).WaitAsync(Patience);
+
+        Assert.Equal("a0", (await first).Result);
+        Assert.True((await first).Alone);
+        Assert.Equal(["b1", "b2"], answers.Select(a => a.Result));
+        Assert.DoesNotContain(answers, a => a.Alone);
+        Assert.Equal([0], alone.ToArray());
+        Assert.Equal([[1, 2]], batched.ToArray());
+    }
+
+    /// <summary>The batcher with a batch of one run through the same function, so that every batch the test sees is recorded alike.</summary>
+    private static PostgresGroupCommit<int, string> Group(Func<int[], CancellationToken, Task<string?[]>> runBatch, int maxInFlight) =>
+        new(runBatch, async (item, ct) => (await runBatch([item], ct))[0], maxInFlight, CancellationToken.None);
 
     private static void InterlockedMax(ref int target, int value)
     {

@@ -19,8 +19,9 @@ namespace Tollgate.Server.Storage.Postgres;
 /// A batch of several must not wait on row locks (it locks with <c>SKIP LOCKED</c>): a row another node holds would
 /// otherwise stall every request in the batch, and two nodes' batches could deadlock. An item the batch skipped
 /// or could not decide comes back with a null result, and its caller takes the single-request path, which waits
-/// for the row lock as before. A batch of one may wait, as a request always did: it holds up only itself and one
-/// slot, and the other slot keeps batching.
+/// for the row lock as before. A batch of one goes as one row instead (<c>runAlone</c>): the array form cost a lone
+/// request about a third of its throughput (docs/performance.md). It may wait, as a request always did: it holds up
+/// only itself and one slot, and the other slot keeps batching.
 /// </para>
 /// </remarks>
 internal sealed class PostgresGroupCommit<TItem, TResult>
@@ -30,6 +31,7 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
     internal const int MaxBatch = 256;
 
     private readonly Func<TItem[], CancellationToken, Task<TResult?[]>> _runBatch;
+    private readonly Func<TItem, CancellationToken, Task<TResult?>> _runAlone;
     private readonly int _maxInFlight;
     private readonly CancellationToken _stopping;
     private readonly bool _commits;
@@ -38,7 +40,8 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
     private long _batches;
     private long _items;
 
-    /// <param name="runBatch">Runs the items in one statement; returns each item's result, in order, or null for "decide alone".</param>
+    /// <param name="runBatch">Runs two or more items in one statement; returns each item's result, in order, or null for "decide alone".</param>
+    /// <param name="runAlone">Runs a batch of one, the same work as one row.</param>
     /// <param name="maxInFlight">
     /// How many batches this node may have at the database at once. More than one lets a batch form and travel while
     /// the last one commits, as PostgreSQL's own WAL flushes overlap.
@@ -47,10 +50,12 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
     /// its batch carries other requests.</param>
     /// <param name="commits">Whether a batch is a write, counted in the group-commit metrics; false for reads.</param>
     public PostgresGroupCommit(
-        Func<TItem[], CancellationToken, Task<TResult?[]>> runBatch, int maxInFlight, CancellationToken stopping, bool commits = true)
+        Func<TItem[], CancellationToken, Task<TResult?[]>> runBatch, Func<TItem, CancellationToken, Task<TResult?>> runAlone,
+        int maxInFlight, CancellationToken stopping, bool commits = true)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxInFlight, 1);
         _runBatch = runBatch;
+        _runAlone = runAlone;
         _maxInFlight = maxInFlight;
         _stopping = stopping;
         _commits = commits;
@@ -128,7 +133,7 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
         long started = Stopwatch.GetTimestamp();
         try
         {
-            results = await _runBatch(items, _stopping);
+            results = items.Length == 1 ? [await _runAlone(items[0], _stopping)] : await _runBatch(items, _stopping);
         }
         catch (Exception e)
         {

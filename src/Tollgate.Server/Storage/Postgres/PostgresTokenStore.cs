@@ -41,9 +41,9 @@ internal sealed partial class PostgresTokenStore : ITokenStore
     private PostgresTokenStore(NpgsqlDataSource dataSource)
     {
         _dataSource = dataSource;
-        _rotations = new(RotateLiveTokensAsync, BatchesInFlight, _disposing.Token);
-        _redemptions = new(RedeemFreshCodesAsync, BatchesInFlight, _disposing.Token);
-        _codeReads = new(ReadCodesAsync, BatchesInFlight, _disposing.Token, commits: false);
+        _rotations = new(RotateLiveTokensAsync, RotateLiveTokenAsync, BatchesInFlight, _disposing.Token);
+        _redemptions = new(RedeemFreshCodesAsync, RedeemFreshCodeAsync, BatchesInFlight, _disposing.Token);
+        _codeReads = new(ReadCodesAsync, ReadOneCodeAsync, BatchesInFlight, _disposing.Token, commits: false);
     }
 
     /// <summary>
@@ -426,14 +426,10 @@ internal sealed partial class PostgresTokenStore : ITokenStore
         return batched.Failure is null ? batched.Result : await ReadAsync(c => ReadCodeAloneAsync(c, codeHash, ct), ct);
     }
 
-    /// <summary>Each code of the batch, or null where there is none; a batch of one as one row (see <see cref="RotateLiveTokenAsync"/>).</summary>
+    /// <summary>Each code of the batch, or null where there is none.</summary>
     private async Task<AuthorizationCode?[]> ReadCodesAsync(byte[][] codeHashes, CancellationToken ct)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(ct);
-        if (codeHashes.Length == 1)
-        {
-            return [await ReadCodeAloneAsync(connection, codeHashes[0], ct)];
-        }
         await using var command = Sql(connection, null, $"""
             SELECT i.n, {CodeColumns}
             FROM unnest(@h::bytea[]) WITH ORDINALITY AS i(code_hash, n)
@@ -446,6 +442,13 @@ internal sealed partial class PostgresTokenStore : ITokenStore
             codes[checked((int)reader.GetInt64(0)) - 1] = ReadCode(reader, first: 1);
         }
         return codes;
+    }
+
+    /// <summary>A batch of one, as one row (see <see cref="PostgresGroupCommit{TItem, TResult}"/>).</summary>
+    private async Task<AuthorizationCode?> ReadOneCodeAsync(byte[] codeHash, CancellationToken ct)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(ct);
+        return await ReadCodeAloneAsync(connection, codeHash, ct);
     }
 
     private static async Task<AuthorizationCode?> ReadCodeAloneAsync(NpgsqlConnection c, byte[] codeHash, CancellationToken ct)
@@ -528,10 +531,6 @@ internal sealed partial class PostgresTokenStore : ITokenStore
     /// </summary>
     internal async Task<StartedGrant?[]> RedeemFreshCodesAsync(FreshRedemption[] batch, CancellationToken ct)
     {
-        if (batch.Length == 1)
-        {
-            return [await RedeemFreshCodeAsync(batch[0], ct)];
-        }
         var codes = new byte[batch.Length][];
         var tokens = new byte[batch.Length][];
         var times = new long[batch.Length];
@@ -712,10 +711,6 @@ internal sealed partial class PostgresTokenStore : ITokenStore
     /// </remarks>
     internal async Task<RefreshToken?[]> RotateLiveTokensAsync(LiveRotation[] batch, CancellationToken ct)
     {
-        if (batch.Length == 1)
-        {
-            return [await RotateLiveTokenAsync(batch[0], ct)];
-        }
         var presented = new byte[batch.Length][];
         var successors = new byte[batch.Length][];
         var profiles = new long[batch.Length];
