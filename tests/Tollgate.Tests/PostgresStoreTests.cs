@@ -243,7 +243,28 @@ public sealed class PostgresStoreTests
         var store = (PostgresTokenStore)host.Store;
         var before = store.CodeReadBatches;
 
-        var first = await Task.WhenAll(codes.Select(Exchange));
+        // Whether requests arrive while reads are in flight is up to the scheduler, and on a slow machine 32 exchanges
+        // may each find a free slot. So the test makes the moment happen: it holds the codes table, the first reads wait
+        // on it in both slots, and the others queue behind them; released, the queued ones must share statements.
+        Task<TokenReply[]> exchanges;
+        await using (var holder = host.Database.OpenPostgres())
+        await using (var hold = await holder.BeginTransactionAsync())
+        {
+            await using (var lockCodes = new NpgsqlCommand("LOCK TABLE authorization_codes IN ACCESS EXCLUSIVE MODE", holder, hold))
+            {
+                await lockCodes.ExecuteNonQueryAsync();
+            }
+            exchanges = Task.WhenAll(codes.Select(Exchange));
+            // Well inside the store's 3 s lock_timeout, which the two waiting reads are subject to.
+            var deadline = DateTime.UtcNow.AddSeconds(2);
+            while (store.CodeReadsWaiting < Codes - 2 && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(5);
+            }
+            Assert.Equal(Codes - 2, store.CodeReadsWaiting);
+            await hold.RollbackAsync();
+        }
+        var first = await exchanges;
         var after = store.CodeReadBatches;
         var refreshed = await Task.WhenAll(first.Select(reply => host.RefreshAsync(profile, reply.RefreshToken)));
         var replayed = await Task.WhenAll(codes.Select(Exchange));

@@ -64,6 +64,9 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
     /// <summary>Statements sent so far, and the requests they carried (for tests; operators have the metrics).</summary>
     public (long Batches, long Items) Sent => (Interlocked.Read(ref _batches), Interlocked.Read(ref _items));
 
+    /// <summary>Requests waiting for a slot right now (for tests that need a batch to form, not merely hope it does).</summary>
+    public int Waiting => _queue.Count;
+
     /// <summary>
     /// The item's result from a committed batch, null when the batch left the item to be decided alone, or the
     /// batch's failure (<see cref="Batched{TResult}.Failure"/>), which the caller judges as it would its own.

@@ -60,6 +60,9 @@ internal sealed partial class PostgresTokenStore : ITokenStore
     /// <summary>What the batched code reads carried so far (for tests).</summary>
     internal (long Batches, long Items) CodeReadBatches => _codeReads.Sent;
 
+    /// <summary>Code reads queued behind the two in flight (for tests).</summary>
+    internal int CodeReadsWaiting => _codeReads.Waiting;
+
     /// <summary>The store's own pool, for tests that must look at a session exactly as the store opens it.</summary>
     internal NpgsqlDataSource DataSource => _dataSource;
 
