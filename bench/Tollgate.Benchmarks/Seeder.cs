@@ -39,7 +39,8 @@ internal static class Seeder
     /// <c>seed --db LOCATION --out DIR [--chains N] [--profiles N] [--tokens N]</c>, LOCATION being
     /// <c>sqlite:PATH</c> (or a bare path) or <c>postgres:CONNECTION-STRING</c>: on a fresh database, creates the
     /// two bench clients (reuse and rotate policy) with N refresh-token chains each, written to DIR; then adds
-    /// filler profiles and live refresh tokens (their values are thrown away; only their hashes are stored).
+    /// filler profiles and live refresh tokens (their values are thrown away; only their hashes are stored), and on
+    /// PostgreSQL vacuums and analyzes the tables it grew, as a store in service would have been.
     /// Can run again on the same database, even while servers use it, to grow the store step by step.
     /// </summary>
     public static async Task<int> SeedAsync(string[] args)
