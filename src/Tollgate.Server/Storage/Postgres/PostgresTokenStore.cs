@@ -498,9 +498,7 @@ internal sealed partial class PostgresTokenStore : ITokenStore
                 {
                     return new CodeRedemption(CodeRedemptionOutcome.Redeemed, started.GrantId, code);
                 }
-                // As for rotations: only an error PostgreSQL answered proves the batch rolled back.
-                ThrowIfItWaitedTooLong(batched);
-                mayHaveCommitted = batched.Failure is not null and not PostgresException;
+                mayHaveCommitted = MayHaveCommitted(batched);
             }
             // Redeemed already (a replay), redeemed or locked by a racing request since the read, or the batch's fate unknown.
             var outcome = await RedeemCodeCoreAsync(codeHash, refreshTokenHash, now, mayHaveCommitted, ct);
@@ -508,17 +506,21 @@ internal sealed partial class PostgresTokenStore : ITokenStore
         }, ct);
 
     /// <summary>
-    /// A request that went alone and waited out <c>lock_timeout</c> (or a statement timeout) is answered with that failure
-    /// (503 with Retry-After, as before batching): the general path would wait as long again for the same answer. In a
-    /// batch of several the failure may be another item's, and each request decides alone.
+    /// For a request its batch did not decide: whether that batch may have committed its write anyway. Only an error
+    /// PostgreSQL answered proves it rolled back; a dropped connection or a timeout leaves it unknown, and the general
+    /// path then looks for the request's own result first. A request that went alone and waited out <c>lock_timeout</c>
+    /// (or a statement timeout) is answered with that failure instead (503 with Retry-After, as before batching): the
+    /// general path would wait as long again for the same answer. In a batch of several the failure may be another
+    /// item's, and each request decides alone.
     /// </summary>
-    private static void ThrowIfItWaitedTooLong<T>(Batched<T> batched)
+    private static bool MayHaveCommitted<T>(Batched<T> batched)
         where T : class
     {
         if (batched is { Alone: true, Failure: PostgresException { SqlState: "55P03" or "57014" } timedOut })
         {
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(timedOut);
         }
+        return batched.Failure is not null and not PostgresException;
     }
 
     internal readonly record struct FreshRedemption(byte[] CodeHash, byte[] RefreshTokenHash, long At);
@@ -686,11 +688,8 @@ internal sealed partial class PostgresTokenStore : ITokenStore
             {
                 return new Rotation(RotationOutcome.Rotated, rotated);
             }
-            // Not live, skipped, or the batch failed. Only an error PostgreSQL answered proves the batch rolled back; a
-            // dropped connection or a timeout leaves it unknown, and the general path then looks for our successor first.
-            ThrowIfItWaitedTooLong(batched);
-            bool mayHaveCommitted = batched.Failure is not null and not PostgresException;
-            return await RotateRefreshTokenCoreAsync(presentedHash, successorHash, profileRowId, now, graceWindow, mayHaveCommitted, ct);
+            // Not live, skipped, or the batch failed: the general path decides, looking for our successor first if the batch may have committed.
+            return await RotateRefreshTokenCoreAsync(presentedHash, successorHash, profileRowId, now, graceWindow, MayHaveCommitted(batched), ct);
         }, ct);
 
     /// <summary>One request's rotation of a live token: what <see cref="RotateLiveTokensAsync"/> needs of it.</summary>
