@@ -290,10 +290,7 @@ public sealed class PostgresStoreTests
         }
         await using var holder = host.Database.OpenPostgres();
         await using var watcher = host.Database.OpenPostgres();
-        await using var transaction = await HoldRowsAsync(holder, """
-            SELECT t.token_hash FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id JOIN profiles p ON p.id = g.profile_id
-            WHERE p.client_id = @c FOR UPDATE OF t
-            """, held.ClientId);
+        await using var transaction = await HoldRowsAsync(holder, RefreshTokensOfClient, held.ClientId);
 
         var (waiter, othersRotated, heldWaitedMeanwhile, heldRotated) = await WhileRowsAreHeldAsync(
             watcher, transaction, () => host.RefreshAsync(held, heldTokens.RefreshToken),
@@ -325,10 +322,7 @@ public sealed class PostgresStoreTests
             ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", TollgateHost.ReturnUrl)));
         await using var holder = host.Database.OpenPostgres();
         await using var watcher = host.Database.OpenPostgres();
-        await using var transaction = await HoldRowsAsync(holder, """
-            SELECT c.code_hash FROM authorization_codes c JOIN profiles p ON p.id = c.profile_id
-            WHERE p.client_id = @c FOR UPDATE OF c
-            """, held.ClientId);
+        await using var transaction = await HoldRowsAsync(holder, CodesOfClient, held.ClientId);
 
         var (waiter, othersExchanged, heldWaitedMeanwhile, heldExchanged) = await WhileRowsAreHeldAsync(
             watcher, transaction, () => Exchange(held, heldCode), others.Select(o => (Func<Task<TokenReply>>)(() => Exchange(o.Profile, o.Code))));
@@ -346,10 +340,7 @@ public sealed class PostgresStoreTests
         await using var host = await TollgateHost.StartAsync(StoreKind.Postgres);
         var (held, heldTokens) = await host.AuthorizeAsync(refreshPolicy: "rotate");
         await using var holder = host.Database.OpenPostgres();
-        await using var transaction = await HoldRowsAsync(holder, """
-            SELECT t.token_hash FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id JOIN profiles p ON p.id = g.profile_id
-            WHERE p.client_id = @c FOR UPDATE OF t
-            """, held.ClientId);
+        await using var transaction = await HoldRowsAsync(holder, RefreshTokensOfClient, held.ClientId);
         var clock = System.Diagnostics.Stopwatch.StartNew();
 
         var refused = await host.RefreshAsync(held, heldTokens.RefreshToken);
@@ -375,10 +366,7 @@ public sealed class PostgresStoreTests
             (await store.FindProfileAsync(profile.ClientId, CancellationToken.None))!.RowId, at);
         var batch = new[] { await RotationAsync(held, heldTokens.RefreshToken!), await RotationAsync(free, freeTokens.RefreshToken!) };
         await using var holder = host.Database.OpenPostgres();
-        await using var transaction = await HoldRowsAsync(holder, """
-            SELECT t.token_hash FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id JOIN profiles p ON p.id = g.profile_id
-            WHERE p.client_id = @c FOR UPDATE OF t
-            """, held.ClientId);
+        await using var transaction = await HoldRowsAsync(holder, RefreshTokensOfClient, held.ClientId);
 
         // lock_timeout is 3 s: a batch that waited for the held row would take that long and then fail whole.
         var results = await store.RotateLiveTokensAsync(batch, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(2));
@@ -402,10 +390,7 @@ public sealed class PostgresStoreTests
             new(Secrets.StoreKey(await host.IssueCodeAsync(free, user)), Secrets.StoreKey(Secrets.NewRefreshToken(host.Clock.GetUtcNow())), at),
         };
         await using var holder = host.Database.OpenPostgres();
-        await using var transaction = await HoldRowsAsync(holder, """
-            SELECT c.code_hash FROM authorization_codes c JOIN profiles p ON p.id = c.profile_id
-            WHERE p.client_id = @c FOR UPDATE OF c
-            """, held.ClientId);
+        await using var transaction = await HoldRowsAsync(holder, CodesOfClient, held.ClientId);
 
         var results = await store.RedeemFreshCodesAsync(batch, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(2));
 
@@ -431,6 +416,18 @@ public sealed class PostgresStoreTests
         await hold.CommitAsync();
         return (waiter, answered, waitedMeanwhile, await waiting);
     }
+
+    /// <summary>For <see cref="HoldRowsAsync"/>: every refresh token of client <c>@c</c>.</summary>
+    private const string RefreshTokensOfClient = """
+        SELECT t.token_hash FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id JOIN profiles p ON p.id = g.profile_id
+        WHERE p.client_id = @c FOR UPDATE OF t
+        """;
+
+    /// <summary>For <see cref="HoldRowsAsync"/>: every authorization code of client <c>@c</c>.</summary>
+    private const string CodesOfClient = """
+        SELECT c.code_hash FROM authorization_codes c JOIN profiles p ON p.id = c.profile_id
+        WHERE p.client_id = @c FOR UPDATE OF c
+        """;
 
     /// <summary>Locks the rows <paramref name="sql"/> selects for client <paramref name="clientId"/> until the returned transaction ends.</summary>
     private static async Task<NpgsqlTransaction> HoldRowsAsync(NpgsqlConnection holder, string sql, string clientId)
