@@ -78,23 +78,11 @@ internal sealed class PrivatePostgres : IAsyncDisposable
     public async Task KillAsync()
     {
         int postmaster = int.Parse(File.ReadLines(Path.Combine(DataDirectory, "postmaster.pid")).First(), System.Globalization.CultureInfo.InvariantCulture);
-        var processes = ChildrenOf(postmaster).Prepend(postmaster).ToList();
-        foreach (int pid in processes)
-        {
-            Signal(pid, "STOP");
-        }
-        foreach (int pid in ChildrenOf(postmaster)) // one may have been forked between the listing and the stop
-        {
-            if (!processes.Contains(pid))
-            {
-                Signal(pid, "STOP");
-                processes.Add(pid);
-            }
-        }
-        foreach (int pid in processes)
-        {
-            Signal(pid, "KILL");
-        }
+        // The postmaster first, so that it forks nothing more; then every child it has, in one signal; only then the kill.
+        await SignalAsync("STOP", [postmaster]);
+        List<int> processes = [postmaster, .. ChildrenOf(postmaster)];
+        await SignalAsync("STOP", processes);
+        await SignalAsync("KILL", processes);
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (processes.Any(pid => Directory.Exists($"/proc/{pid}")) && DateTime.UtcNow < deadline)
         {
@@ -128,10 +116,16 @@ internal sealed class PrivatePostgres : IAsyncDisposable
         }
     }
 
-    private static void Signal(int pid, string signal)
+    /// <summary>Signals every process in one <c>kill</c>; one that ended meanwhile makes it exit 1, and the others are still signalled.</summary>
+    private static async Task SignalAsync(string signal, IEnumerable<int> pids)
     {
-        using var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-" + signal, pid.ToString(System.Globalization.CultureInfo.InvariantCulture) }, RedirectStandardError = true })!;
-        kill.WaitForExit();
+        var start = new ProcessStartInfo("kill") { RedirectStandardError = true, ArgumentList = { $"-{signal}" } };
+        foreach (int pid in pids)
+        {
+            start.ArgumentList.Add(pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+        using var kill = Process.Start(start)!;
+        await kill.WaitForExitAsync();
     }
 
     private static int FreePort()
