@@ -232,7 +232,7 @@ internal static class TollgateServer
     /// </summary>
     private static async Task RequestIdAndErrors(HttpContext http, RequestDelegate next, LimitOptions limits)
     {
-        http.TraceIdentifier = Guid.NewGuid().ToString();
+        http.TraceIdentifier = Secrets.NewRequestId().ToString(); // Guid.NewGuid would read /dev/urandom per request
         http.Response.Headers[ProtocolResponse.RequestIdHeader] = http.TraceIdentifier;
         if (RequestLimits.Check(http.Request, limits) is { } refusal)
         {

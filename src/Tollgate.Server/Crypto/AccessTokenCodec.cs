@@ -103,7 +103,7 @@ internal sealed class AccessTokenCodec : IDisposable
         header[0] = FormatVersion;
         BinaryPrimitives.WriteInt32BigEndian(header[1..], keys.CurrentId);
         var nonce = raw.Slice(HeaderLength, NonceLength);
-        RandomNumberGenerator.Fill(nonce);
+        Secrets.FillRandom(nonce);
         var cipherText = raw.Slice(HeaderLength + NonceLength, plainLength);
         var tag = raw[^TagLength..];
 
