@@ -60,7 +60,8 @@ internal static class Secrets
             RandomNumberGenerator.Fill(destination);
             return;
         }
-        var block = t_randomBlock ??= new byte[RandomBlockLength];
+        // On the pinned heap: a compacting GC never moves it, so no stale copy of bytes not yet handed out is left behind.
+        var block = t_randomBlock ??= GC.AllocateArray<byte>(RandomBlockLength, pinned: true);
         if (t_randomUsed == 0 || t_randomUsed + destination.Length > RandomBlockLength)
         {
             RandomNumberGenerator.Fill(block);
