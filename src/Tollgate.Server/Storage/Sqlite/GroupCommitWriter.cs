@@ -36,6 +36,7 @@ internal sealed class GroupCommitWriter : IAsyncDisposable
     private readonly Thread _checkpointer;
     private readonly string _connectionString;
     private volatile bool _stopping;
+    private int _closed; // 1 once the loop has stopped taking writes; see WriteAsync
     private volatile bool _walRestartWanted;
 
     /// <summary>
@@ -81,6 +82,13 @@ internal sealed class GroupCommitWriter : IAsyncDisposable
         var operation = new WriteOperation<TState, T>(state, write);
         _queue.Enqueue(operation);
         _pending.Set();
+        // DisposeAsync may have begun after the check above, and the loop may already have made its last pass over the
+        // queue: then nobody else will answer what was just queued. The loop sets _closed before that last pass, and the
+        // queue's enqueue is a full fence, so either that pass sees this operation or this read sees _closed.
+        if (Volatile.Read(ref _closed) != 0)
+        {
+            RefuseQueued();
+        }
         return operation.Task;
     }
 
@@ -91,7 +99,14 @@ internal sealed class GroupCommitWriter : IAsyncDisposable
         long lastCommitTicks = 0;
         while (true)
         {
-            _pending.Wait();
+            // Once stopping, never wait again. Under a write load the event is usually set already when DisposeAsync
+            // sets it, so its Set changes nothing and the Reset below clears both; no write sets it after that, and
+            // this wait hung shutdown every time (Closing_the_store_while_writes_pour_in_...). Draining until the
+            // queue is empty ends the loop instead.
+            if (!_stopping)
+            {
+                _pending.Wait();
+            }
             _pending.Reset();
             batch.Clear();
             Drain(batch);
@@ -114,11 +129,17 @@ internal sealed class GroupCommitWriter : IAsyncDisposable
             }
         }
         // A write that raced with DisposeAsync past the _stopping check: refuse it rather than leave it hanging.
+        Interlocked.Exchange(ref _closed, 1);
+        RefuseQueued();
+        _session.Dispose();
+    }
+
+    private void RefuseQueued()
+    {
         while (_queue.TryDequeue(out var late))
         {
             late.Fail(new ObjectDisposedException(nameof(GroupCommitWriter)));
         }
-        _session.Dispose();
     }
 
     private void Drain(List<WriteOperation> batch)
@@ -305,7 +326,8 @@ internal sealed class GroupCommitWriter : IAsyncDisposable
             _loop.Join();
             _checkpointer.Join();
         });
-        _pending.Dispose();
+        // _pending is not disposed: a write racing this call may still Set it (see WriteAsync), and an event whose
+        // WaitHandle was never asked for holds no kernel object to release.
         _stopSignal.Dispose();
     }
 
