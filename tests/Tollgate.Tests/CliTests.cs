@@ -143,6 +143,27 @@ public sealed class CliTests : IDisposable
         await clients.AssertEveryAnsweredTokenSurvivedAsync(check, restarted.Http, "kill -9");
     }
 
+    [Theory, Stores]
+    public async Task A_server_stopped_with_SIGTERM_under_load_exits_promptly_and_keeps_every_token_it_answered_with(StoreKind store)
+    {
+        // What a deploy does to every node: SIGTERM while clients are rotating. The server must drain and exit on its
+        // own, well inside systemd's 90 s before it would SIGKILL, and what it answered must all be in the store.
+        await using var database = await UseAsync(store);
+        await using var server = await StartRotatingServerAsync();
+        var clients = await StartRotatingClientsAsync(server);
+        await clients.WaitUntilTheTestMeansSomethingAsync();
+        clients.ServerMayFailFromNowOn(); // a stopping server refuses new connections
+
+        int? exitCode = await server.TerminateAsync(TimeSpan.FromSeconds(30));
+        await clients.StopAsync();
+
+        Assert.True(exitCode is not null, "tollgate serve was still running 30 s after SIGTERM");
+        Assert.Equal(0, exitCode);
+        await using var restarted = await ServerProcess.StartAsync(_directory, Db, RotatingServerEnvironment);
+        await using var check = database.OpenStore();
+        await clients.AssertEveryAnsweredTokenSurvivedAsync(check, restarted.Http, "SIGTERM");
+    }
+
     /// <summary>
     /// PostgreSQL itself dies mid-load: every process of its cluster is stopped and killed at once, so whatever a backend
     /// had not yet flushed to the WAL is gone. A node that answered a rotation before PostgreSQL's commit was durable

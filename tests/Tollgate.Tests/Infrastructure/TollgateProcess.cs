@@ -110,6 +110,28 @@ internal sealed class ServerProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// SIGTERM, what <c>systemctl stop</c> and <c>docker stop</c> send: the server stops taking requests, finishes the
+    /// ones it has and exits. Its exit code, or null if it was still running after <paramref name="timeout"/>.
+    /// </summary>
+    public async Task<int?> TerminateAsync(TimeSpan timeout)
+    {
+        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
+        {
+            await kill.WaitForExitAsync();
+        }
+        using var deadline = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(deadline.Token);
+            return _process.ExitCode;
+        }
+        catch (OperationCanceledException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>SIGKILL: no shutdown hooks, no flushes; only what was durable survives.</summary>
     public void KillHard()
     {
