@@ -138,9 +138,7 @@ public sealed class CliTests : IDisposable
         server.KillHard();
         await clients.StopAsync();
 
-        await using var restarted = await ServerProcess.StartAsync(_directory, Db, RotatingServerEnvironment);
-        await using var check = database.OpenStore();
-        await clients.AssertEveryAnsweredTokenSurvivedAsync(check, restarted.Http, "kill -9");
+        await AssertEveryAnsweredTokenSurvivedARestartAsync(database, clients, "kill -9");
     }
 
     [Theory, Stores]
@@ -159,9 +157,15 @@ public sealed class CliTests : IDisposable
 
         Assert.True(exitCode is not null, "tollgate serve was still running 30 s after SIGTERM");
         Assert.Equal(0, exitCode);
+        await AssertEveryAnsweredTokenSurvivedARestartAsync(database, clients, "SIGTERM");
+    }
+
+    /// <summary>Starts the server again on the same store: every token the clients were answered with must be there, and work.</summary>
+    private async Task AssertEveryAnsweredTokenSurvivedARestartAsync(TestDatabase database, RotatingClients clients, string after)
+    {
         await using var restarted = await ServerProcess.StartAsync(_directory, Db, RotatingServerEnvironment);
         await using var check = database.OpenStore();
-        await clients.AssertEveryAnsweredTokenSurvivedAsync(check, restarted.Http, "SIGTERM");
+        await clients.AssertEveryAnsweredTokenSurvivedAsync(check, restarted.Http, after);
     }
 
     /// <summary>
