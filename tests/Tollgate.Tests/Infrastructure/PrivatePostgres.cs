@@ -79,10 +79,10 @@ internal sealed class PrivatePostgres : IAsyncDisposable
     {
         int postmaster = int.Parse(File.ReadLines(Path.Combine(DataDirectory, "postmaster.pid")).First(), System.Globalization.CultureInfo.InvariantCulture);
         // The postmaster first, so that it forks nothing more; then every child it has, in one signal; only then the kill.
-        await SignalAsync("STOP", [postmaster]);
+        await ProcessSignals.SendAsync("STOP", [postmaster]);
         List<int> processes = [postmaster, .. ChildrenOf(postmaster)];
-        await SignalAsync("STOP", processes);
-        await SignalAsync("KILL", processes);
+        await ProcessSignals.SendAsync("STOP", processes);
+        await ProcessSignals.SendAsync("KILL", processes);
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (processes.Any(pid => Directory.Exists($"/proc/{pid}")) && DateTime.UtcNow < deadline)
         {
@@ -114,18 +114,6 @@ internal sealed class PrivatePostgres : IAsyncDisposable
                 yield return pid;
             }
         }
-    }
-
-    /// <summary>Signals every process in one <c>kill</c>; one that ended meanwhile makes it exit 1, and the others are still signalled.</summary>
-    private static async Task SignalAsync(string signal, IEnumerable<int> pids)
-    {
-        var start = new ProcessStartInfo("kill") { RedirectStandardError = true, ArgumentList = { $"-{signal}" } };
-        foreach (int pid in pids)
-        {
-            start.ArgumentList.Add(pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        }
-        using var kill = Process.Start(start)!;
-        await kill.WaitForExitAsync();
     }
 
     private static int FreePort()

@@ -116,10 +116,7 @@ internal sealed class ServerProcess : IAsyncDisposable
     /// </summary>
     public async Task<int?> TerminateAsync(TimeSpan timeout)
     {
-        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
-        {
-            await kill.WaitForExitAsync();
-        }
+        await ProcessSignals.SendAsync("TERM", [_process.Id]);
         using var deadline = new CancellationTokenSource(timeout);
         try
         {
