@@ -225,13 +225,13 @@ public sealed class PostgresStoreTests
     }
 
     [PostgresFact]
-    public async Task Concurrent_code_exchanges_on_one_node_share_reads_and_redeem_every_code_exactly_once()
+    public async Task Concurrent_code_exchanges_on_one_node_share_statements_and_redeem_every_code_exactly_once()
     {
         const int Codes = 32;
         await using var host = await TollgateHost.StartAsync(StoreKind.Postgres);
         var user = await host.CreateUserAsync();
         var profile = await host.CreateProfileAsync();
-        // Each code bound to a PKCE challenge of its own: a read answered with another code's row would be refused.
+        // Each code bound to a PKCE challenge of its own: a claim that matched another request's terms would be refused.
         var codes = new List<(string Code, string Verifier)>();
         for (int i = 0; i < Codes; i++)
         {
@@ -241,11 +241,11 @@ public sealed class PostgresStoreTests
         Task<TokenReply> Exchange((string Code, string Verifier) code) => host.PostTokenAsync(TollgateHost.WithClient(profile,
             ("grant_type", "authorization_code"), ("code", code.Code), ("redirect_uri", TollgateHost.ReturnUrl), ("code_verifier", code.Verifier)));
         var store = (PostgresTokenStore)host.Store;
-        var before = store.CodeReadBatches;
+        var before = store.RedemptionBatches;
 
-        // Whether requests arrive while reads are in flight is up to the scheduler, and on a slow machine 32 exchanges
-        // may each find a free slot. So the test makes the moment happen: it holds the codes table, the first reads wait
-        // on it in both slots, and the others queue behind them; released, the queued ones must share statements.
+        // Whether requests arrive while statements are in flight is up to the scheduler, and on a slow machine 32
+        // exchanges may each find a free slot. So the test makes the moment happen: it holds the codes table, the first
+        // claims wait on it in both slots, and the others queue behind them; released, the queued ones must share statements.
         Task<TokenReply[]> exchanges;
         await using (var holder = host.Database.OpenPostgres())
         await using (var hold = await holder.BeginTransactionAsync())
@@ -255,17 +255,17 @@ public sealed class PostgresStoreTests
                 await lockCodes.ExecuteNonQueryAsync();
             }
             exchanges = Task.WhenAll(codes.Select(Exchange));
-            // Well inside the store's 3 s lock_timeout, which the two waiting reads are subject to.
+            // Well inside the store's 3 s lock_timeout, which the two waiting claims are subject to.
             var deadline = DateTime.UtcNow.AddSeconds(2);
-            while (store.CodeReadsWaiting < Codes - 2 && DateTime.UtcNow < deadline)
+            while (store.RedemptionsWaiting < Codes - 2 && DateTime.UtcNow < deadline)
             {
                 await Task.Delay(5);
             }
-            Assert.Equal(Codes - 2, store.CodeReadsWaiting);
+            Assert.Equal(Codes - 2, store.RedemptionsWaiting);
             await hold.RollbackAsync();
         }
         var first = await exchanges;
-        var after = store.CodeReadBatches;
+        var after = store.RedemptionBatches;
         var refreshed = await Task.WhenAll(first.Select(reply => host.RefreshAsync(profile, reply.RefreshToken)));
         var replayed = await Task.WhenAll(codes.Select(Exchange));
 
@@ -275,7 +275,85 @@ public sealed class PostgresStoreTests
         Assert.All(replayed, reply => Assert.Equal("invalid_grant", reply.Error));
         Assert.Equal(Codes, after.Items - before.Items);
         Assert.True(after.Batches - before.Batches < after.Items - before.Items,
-            $"{after.Batches - before.Batches} reads for {after.Items - before.Items} exchanges: no two ever shared one");
+            $"{after.Batches - before.Batches} statements for {after.Items - before.Items} exchanges: no two ever shared one");
+    }
+
+    [PostgresFact]
+    public async Task A_code_is_claimed_in_one_statement_exactly_when_the_terms_admit_it()
+    {
+        // The statement that claims a code checks RedemptionTerms in SQL. If it ever admitted a code the C# check refuses,
+        // an expired code, a wrong redirect URI or a missing verifier would be redeemed; if it refused one the check
+        // admits, every such exchange would pay a second round trip. Every combination, through both forms of the statement.
+        await using var host = await TollgateHost.StartAsync(StoreKind.Postgres);
+        var store = (PostgresTokenStore)host.Store;
+        var user = await host.CreateUserAsync();
+        long own = (await store.FindProfileAsync((await host.CreateProfileAsync()).ClientId, CancellationToken.None))!.RowId;
+        long other = (await store.FindProfileAsync((await host.CreateProfileAsync()).ClientId, CancellationToken.None))!.RowId;
+        long userRow = (await store.FindUserByEmailAsync(user.Email, CancellationToken.None))!.RowId;
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(host.Clock.GetUtcNow().ToUnixTimeMilliseconds() + 1).AddTicks(5_000); // between two milliseconds
+        string verifier = Pkce.NewVerifier(), wrongVerifier = Pkce.NewVerifier();
+        (string? Challenge, string? Method)[] challenges =
+            [(null, null), (verifier, "plain"), (verifier, null), (Pkce.S256(verifier), "S256"), (Pkce.S256(wrongVerifier), "S256")];
+        DateTimeOffset[] expiries = [now.AddMinutes(5), now.AddMilliseconds(1), now, now.AddMilliseconds(-1)];
+        RedemptionTerms[] requests =
+        [
+            .. new[] { null, verifier, wrongVerifier, Pkce.S256(verifier) }.Select(v => new RedemptionTerms(TollgateHost.ReturnUrl, v, now)),
+            new(TollgateHost.ReturnUrl.ToUpperInvariant(), null, now),
+            new(TollgateHost.ReturnUrl + "/", verifier, now),
+        ];
+
+        async Task<List<(PostgresTokenStore.FreshRedemption Redemption, AuthorizationCode Code)>> IssueEveryCombinationAsync()
+        {
+            var cases = new List<(PostgresTokenStore.FreshRedemption, AuthorizationCode)>();
+            foreach (var (challenge, method) in challenges)
+            {
+                foreach (var expires in expiries)
+                {
+                    foreach (long profile in new[] { own, other })
+                    {
+                        foreach (var terms in requests)
+                        {
+                            var codeHash = Secrets.StoreKey(Secrets.NewAuthorizationCode(now));
+                            await store.InsertCodeAsync(new NewCode(
+                                codeHash, profile, userRow, TollgateHost.ReturnUrl, "profile", challenge, method, now.AddMinutes(-1), expires), CancellationToken.None);
+                            var stored = new AuthorizationCode(profile, user.UserId, TollgateHost.ReturnUrl, "profile", challenge, method,
+                                DateTimeOffset.FromUnixTimeMilliseconds(expires.ToUnixTimeMilliseconds()), Redeemed: false);
+                            cases.Add((new(codeHash, Secrets.StoreKey(Secrets.NewRefreshToken(now)), own, terms), stored));
+                        }
+                    }
+                }
+            }
+            return cases;
+        }
+
+        var batched = await IssueEveryCombinationAsync();
+        var batchResults = await store.RedeemFreshCodesAsync([.. batched.Select(c => c.Redemption)], CancellationToken.None);
+        var alone = await IssueEveryCombinationAsync();
+        var aloneResults = new List<PostgresTokenStore.StartedGrant?>();
+        foreach (var (redemption, _) in alone)
+        {
+            aloneResults.Add(await store.RedeemFreshCodeAsync(redemption, CancellationToken.None));
+        }
+
+        foreach (var (cases, results) in new[] { (batched, batchResults.ToList()), (alone, aloneResults) })
+        {
+            Assert.Contains(results, r => r is not null);
+            Assert.Contains(results, r => r is null);
+            for (int i = 0; i < cases.Count; i++)
+            {
+                var (redemption, code) = cases[i];
+                bool admitted = code.ProfileRowId == redemption.ProfileRowId && redemption.Terms.Admits(code);
+                string which = $"code {code.CodeChallenge ?? "-"}/{code.CodeChallengeMethod ?? "-"} expiring {code.ExpiresAt:HH:mm:ss.fff} of " +
+                    $"{(code.ProfileRowId == own ? "this" : "another")} client; request {redemption.Terms.RedirectUri} verifier " +
+                    $"{redemption.Terms.CodeVerifier ?? "-"} at {now:HH:mm:ss.fffffff}";
+                Assert.True(admitted == results[i] is not null, $"{(admitted ? "refused" : "claimed")}: {which}");
+                if (results[i] is { } started)
+                {
+                    Assert.Equal(code, started.Code);
+                    Assert.True(await store.IsGrantActiveAsync(started.GrantId, CancellationToken.None));
+                }
+            }
+        }
     }
 
     [PostgresFact]
@@ -383,12 +461,11 @@ public sealed class PostgresStoreTests
         var held = await host.CreateProfileAsync();
         var free = await host.CreateProfileAsync();
         var store = (PostgresTokenStore)host.Store;
-        long at = host.Clock.GetUtcNow().ToUnixTimeMilliseconds();
-        var batch = new PostgresTokenStore.FreshRedemption[]
-        {
-            new(Secrets.StoreKey(await host.IssueCodeAsync(held, user)), Secrets.StoreKey(Secrets.NewRefreshToken(host.Clock.GetUtcNow())), at),
-            new(Secrets.StoreKey(await host.IssueCodeAsync(free, user)), Secrets.StoreKey(Secrets.NewRefreshToken(host.Clock.GetUtcNow())), at),
-        };
+        var terms = new RedemptionTerms(TollgateHost.ReturnUrl, null, host.Clock.GetUtcNow());
+        async Task<PostgresTokenStore.FreshRedemption> RedemptionAsync(CreatedProfile profile) => new(
+            Secrets.StoreKey(await host.IssueCodeAsync(profile, user)), Secrets.StoreKey(Secrets.NewRefreshToken(host.Clock.GetUtcNow())),
+            (await store.FindProfileAsync(profile.ClientId, CancellationToken.None))!.RowId, terms);
+        var batch = new[] { await RedemptionAsync(held), await RedemptionAsync(free) };
         await using var holder = host.Database.OpenPostgres();
         await using var transaction = await HoldRowsAsync(holder, CodesOfClient, held.ClientId);
 

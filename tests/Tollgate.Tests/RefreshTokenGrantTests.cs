@@ -218,7 +218,8 @@ public sealed class RefreshTokenGrantTests
             ("grant_type", "authorization_code"), ("code", await OldCodeAsync()), ("redirect_uri", TollgateHost.ReturnUrl)));
         string oldRefreshToken = Secrets.RefreshTokenPrefix + Secrets.RandomUrlSafe(32);
         var redeemed = await host.Store.RedeemCodeAsync(
-            Secrets.Hash(await OldCodeAsync()), Secrets.Hash(oldRefreshToken), profileRow, now, _ => true, CancellationToken.None);
+            Secrets.Hash(await OldCodeAsync()), Secrets.Hash(oldRefreshToken), profileRow,
+            new RedemptionTerms(TollgateHost.ReturnUrl, null, now), CancellationToken.None);
         var rotated = await host.RefreshAsync(profile, oldRefreshToken);
         var rotatedAgain = await host.RefreshAsync(profile, rotated.RefreshToken);
 

@@ -161,11 +161,32 @@ internal static class Secrets
             return CryptographicOperations.FixedTimeEquals(
                 Encoding.ASCII.GetBytes(verifier), Encoding.ASCII.GetBytes(challenge));
         }
+        Span<byte> expected = stackalloc byte[PkceS256Length];
+        PkceS256(verifier, expected);
+        return CryptographicOperations.FixedTimeEquals(expected, Encoding.ASCII.GetBytes(challenge));
+    }
+
+    /// <summary>
+    /// The S256 challenge <paramref name="verifier"/> answers (RFC 7636 §4.2), for PostgreSQL to compare with a code's
+    /// challenge inside the statement that redeems it (<see cref="Storage.RedemptionTerms"/>). That comparison is not
+    /// constant-time, and need not be: a challenge is no secret, it travelled through the user's browser in the
+    /// authorization request; what PKCE keeps secret is the verifier, which only the client and this hash ever see.
+    /// </summary>
+    public static string PkceS256Challenge(string verifier)
+    {
+        Span<byte> challenge = stackalloc byte[PkceS256Length];
+        PkceS256(verifier, challenge);
+        return Encoding.ASCII.GetString(challenge);
+    }
+
+    private const int PkceS256Length = 43; // 32 bytes in unpadded base64url
+
+    /// <summary>BASE64URL(SHA256(ASCII(verifier))).</summary>
+    private static void PkceS256(string verifier, Span<byte> challenge)
+    {
         Span<byte> digest = stackalloc byte[HashLength];
         SHA256.HashData(Encoding.ASCII.GetBytes(verifier), digest);
-        Span<byte> expected = stackalloc byte[43];
-        Base64Url.EncodeToUtf8(digest, expected);
-        return CryptographicOperations.FixedTimeEquals(expected, Encoding.ASCII.GetBytes(challenge));
+        Base64Url.EncodeToUtf8(digest, challenge);
     }
 
     // ---- The shapes of Amazon's identifiers and tokens (PROTOCOL.md) ----

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Tollgate.Server.Crypto;
 using Tollgate.Server.Protocol;
@@ -35,13 +36,12 @@ internal sealed class AuthorizationCodeGrant(ITokenStore store, AccessTokenIssue
         }
 
         // 3. One trip to the store, which reads the code and, in the same write, redeems it only if it is this
-        //    client's, unused, and passes the request's checks (Refusal below), so a code is checked and consumed
-        //    with no moment between for another request to use it.
+        //    client's, unused, and meets the request's terms (expiry, redirect URI, PKCE: RedemptionTerms), so a code is
+        //    checked and consumed with no moment between for another request to use it.
         var now = time.GetUtcNow();
+        var terms = new RedemptionTerms(redirectUri, request.CodeVerifier, now);
         string refreshToken = Secrets.NewRefreshToken(now);
-        var redemption = await store.RedeemCodeAsync(
-            Secrets.StoreKey(codeValue), Secrets.StoreKey(refreshToken), client.RowId, now,
-            code => Refusal(code, redirectUri, request.CodeVerifier, now) is null, ct);
+        var redemption = await store.RedeemCodeAsync(Secrets.StoreKey(codeValue), Secrets.StoreKey(refreshToken), client.RowId, terms, ct);
 
         return redemption.Outcome switch
         {
@@ -56,57 +56,27 @@ internal sealed class AuthorizationCodeGrant(ITokenStore store, AccessTokenIssue
                 Audit = new AuditNote(Audit.AuditEvents.CodeReplay, redemption.Code!.UserId, $"authorization code replayed; grant {redemption.GrantId} revoked"),
             },
 
-            // The same pure checks the store ran, run again to say which one failed.
-            CodeRedemptionOutcome.Refused => Refusal(redemption.Code!, redirectUri, request.CodeVerifier, now)!,
+            // The same pure check the store ran, run again to say which term failed.
+            CodeRedemptionOutcome.Refused => Explain(terms.Check(redemption.Code!)),
 
             // Unknown and another client's code get one answer, so a client cannot probe other clients' codes.
             _ => UnknownCode(),
         };
     }
 
-    /// <summary>Why this request may not redeem this (live, unredeemed) code, or null if it may. Pure: the store may run it.</summary>
-    private static OAuthError? Refusal(AuthorizationCode code, string redirectUri, string? codeVerifier, DateTimeOffset now)
+    private static OAuthError Explain(CodeRefusal refusal) => refusal switch
     {
-        // a. It has not expired (Amazon: 5 minutes).
-        if (now >= code.ExpiresAt)
-        {
-            return OAuthError.InvalidGrant("code", "The code has expired (codes are valid for 5 minutes); ask the user to authorize again.");
-        }
-
-        // b. The redirect URI matches the one the code was sent to (RFC 6749 §4.1.3), exactly.
-        if (!string.Equals(redirectUri, code.RedirectUri, StringComparison.Ordinal))
-        {
-            return OAuthError.InvalidGrant("redirect_uri", "It must equal the redirect_uri of the authorization request that produced this code.");
-        }
-
-        // c. PKCE, both ways: a code bound to a challenge needs the matching verifier, and a verifier for a
-        //    code issued without a challenge is refused, which stops PKCE downgrade attacks (RFC 9700 §2.1.1).
-        return CheckPkce(code, codeVerifier);
-    }
+        CodeRefusal.Expired => OAuthError.InvalidGrant("code", "The code has expired (codes are valid for 5 minutes); ask the user to authorize again."),
+        CodeRefusal.RedirectUriMismatch => OAuthError.InvalidGrant("redirect_uri", "It must equal the redirect_uri of the authorization request that produced this code."),
+        CodeRefusal.VerifierNotExpected => OAuthError.InvalidGrant("code_verifier", "The code was issued without a code_challenge, so no code_verifier may be sent."),
+        CodeRefusal.VerifierMissing => OAuthError.InvalidGrant("code_verifier", "The code was issued with a PKCE code_challenge; send its code_verifier."),
+        CodeRefusal.VerifierMalformed => OAuthError.InvalidGrant("code_verifier", "A code_verifier is 43 to 128 characters of A-Z, a-z, 0-9, '-', '.', '_' and '~' (RFC 7636 §4.1)."),
+        CodeRefusal.VerifierMismatch => OAuthError.InvalidGrant("code_verifier", "It does not match the code_challenge the code was issued with."),
+        // The store answers Refused only for a code the terms refuse.
+        _ => throw new UnreachableException($"a refused code that meets every term ({refusal})"),
+    };
 
     private static OAuthError UnknownCode() => OAuthError.InvalidGrant("code", "The code is unknown, or was issued to another client.");
-
-    private static OAuthError? CheckPkce(AuthorizationCode code, string? verifier)
-    {
-        if (code.CodeChallenge is null)
-        {
-            return verifier is null
-                ? null
-                : OAuthError.InvalidGrant("code_verifier", "The code was issued without a code_challenge, so no code_verifier may be sent.");
-        }
-        if (verifier is null)
-        {
-            return OAuthError.InvalidGrant("code_verifier", "The code was issued with a PKCE code_challenge; send its code_verifier.");
-        }
-        // RFC 7636 §4.1: 43 to 128 characters from the unreserved set.
-        if (verifier.Length is < 43 or > 128 || !verifier.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '~'))
-        {
-            return OAuthError.InvalidGrant("code_verifier", "A code_verifier is 43 to 128 characters of A-Z, a-z, 0-9, '-', '.', '_' and '~' (RFC 7636 §4.1).");
-        }
-        return Secrets.VerifiesPkce(verifier, code.CodeChallenge, code.CodeChallengeMethod ?? "plain")
-            ? null
-            : OAuthError.InvalidGrant("code_verifier", "It does not match the code_challenge the code was issued with.");
-    }
 
     private OAuthError Replayed()
     {

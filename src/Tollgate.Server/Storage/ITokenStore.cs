@@ -67,19 +67,16 @@ internal partial interface ITokenStore : IAsyncDisposable
     Task InsertCodeAsync(NewCode code, CancellationToken ct);
 
     /// <summary>
-    /// Reads the code and, if it was issued to <paramref name="profileRowId"/>, has not been redeemed and
-    /// <paramref name="mayRedeem"/> accepts it, marks it redeemed and creates its grant and first refresh token, all or
-    /// nothing, durable on return. A code of another client is <see cref="CodeRedemptionOutcome.Unknown"/> and changes
-    /// nothing. A code already redeemed is not redeemed again: its grant is revoked instead (RFC 6749 §4.1.2), whatever
-    /// <paramref name="mayRedeem"/> would say. The result carries the code as read, so the caller needs no read of its own.
+    /// Reads the code and, if it was issued to <paramref name="profileRowId"/>, has not been redeemed and meets
+    /// <paramref name="terms"/> (expiry at <see cref="RedemptionTerms.Now"/>, redirect URI, PKCE), marks it redeemed at
+    /// that time and creates its grant and first refresh token, all or nothing, durable on return. A code of another
+    /// client is <see cref="CodeRedemptionOutcome.Unknown"/> and changes nothing. A code already redeemed is not redeemed
+    /// again: its grant is revoked instead (RFC 6749 §4.1.2), whatever the terms would say. The result carries the code as
+    /// read, so the caller needs no read of its own, and on <see cref="CodeRedemptionOutcome.Refused"/> can ask
+    /// <see cref="RedemptionTerms.Check"/> which term it failed.
     /// </summary>
-    /// <remarks>
-    /// <paramref name="mayRedeem"/> is the request's own checks (expiry, redirect URI, PKCE). It must be pure and quick:
-    /// a store may run it on its single writer, and the caller runs it again on <see cref="CodeRedemptionOutcome.Refused"/>
-    /// to say why.
-    /// </remarks>
     Task<CodeRedemption> RedeemCodeAsync(
-        byte[] codeHash, byte[] refreshTokenHash, long profileRowId, DateTimeOffset now, Func<AuthorizationCode, bool> mayRedeem, CancellationToken ct);
+        byte[] codeHash, byte[] refreshTokenHash, long profileRowId, RedemptionTerms terms, CancellationToken ct);
 
     // ---- Refresh tokens and grants ----
 

@@ -34,7 +34,6 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
     private readonly Func<TItem, CancellationToken, Task<TResult?>> _runAlone;
     private readonly int _maxInFlight;
     private readonly CancellationToken _stopping;
-    private readonly bool _commits;
     private readonly ConcurrentQueue<Pending> _queue = new();
     private int _inFlight;
     private long _batches;
@@ -48,17 +47,15 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
     /// </param>
     /// <param name="stopping">Cancels batches when the store closes; a request's own cancellation does not, since
     /// its batch carries other requests.</param>
-    /// <param name="commits">Whether a batch is a write, counted in the group-commit metrics; false for reads.</param>
     public PostgresGroupCommit(
         Func<TItem[], CancellationToken, Task<TResult?[]>> runBatch, Func<TItem, CancellationToken, Task<TResult?>> runAlone,
-        int maxInFlight, CancellationToken stopping, bool commits = true)
+        int maxInFlight, CancellationToken stopping)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxInFlight, 1);
         _runBatch = runBatch;
         _runAlone = runAlone;
         _maxInFlight = maxInFlight;
         _stopping = stopping;
-        _commits = commits;
     }
 
     /// <summary>Statements sent so far, and the requests they carried (for tests; operators have the metrics).</summary>
@@ -140,10 +137,7 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
         }
         catch (Exception e)
         {
-            if (_commits)
-            {
-                TollgateTelemetry.CommitFailures.Add(1);
-            }
+            TollgateTelemetry.CommitFailures.Add(1);
             // The statement failed (or its fate is unknown): nobody in it is answered from it, and each caller decides
             // alone, knowing why. One bad item must not cost the others more than a second trip.
             foreach (var pending in batch)
@@ -152,12 +146,9 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
             }
             return;
         }
-        if (_commits)
-        {
-            // The same instruments as SQLite's group commit: an operator reads batching the same way on either store.
-            TollgateTelemetry.CommitBatchSize.Record(batch.Count);
-            TollgateTelemetry.CommitDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
-        }
+        // The same instruments as SQLite's group commit: an operator reads batching the same way on either store.
+        TollgateTelemetry.CommitBatchSize.Record(batch.Count);
+        TollgateTelemetry.CommitDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
         for (int i = 0; i < batch.Count; i++)
         {
             batch[i].Completion.TrySetResult(new Batched<TResult>(results[i], null, Alone: batch.Count == 1));

@@ -36,14 +36,12 @@ internal sealed partial class PostgresTokenStore : ITokenStore
 
     private readonly PostgresGroupCommit<LiveRotation, RefreshToken> _rotations;
     private readonly PostgresGroupCommit<FreshRedemption, StartedGrant> _redemptions;
-    private readonly PostgresGroupCommit<byte[], AuthorizationCode> _codeReads;
 
     private PostgresTokenStore(NpgsqlDataSource dataSource)
     {
         _dataSource = dataSource;
         _rotations = new(RotateLiveTokensAsync, RotateLiveTokenAsync, BatchesInFlight, _disposing.Token);
         _redemptions = new(RedeemFreshCodesAsync, RedeemFreshCodeAsync, BatchesInFlight, _disposing.Token);
-        _codeReads = new(ReadCodesAsync, ReadOneCodeAsync, BatchesInFlight, _disposing.Token, commits: false);
     }
 
     /// <summary>
@@ -57,11 +55,11 @@ internal sealed partial class PostgresTokenStore : ITokenStore
     /// <summary>What the rotation batches carried so far (for tests).</summary>
     internal (long Batches, long Items) RotationBatches => _rotations.Sent;
 
-    /// <summary>What the batched code reads carried so far (for tests).</summary>
-    internal (long Batches, long Items) CodeReadBatches => _codeReads.Sent;
+    /// <summary>What the code redemption batches carried so far (for tests).</summary>
+    internal (long Batches, long Items) RedemptionBatches => _redemptions.Sent;
 
-    /// <summary>Code reads queued behind the two in flight (for tests).</summary>
-    internal int CodeReadsWaiting => _codeReads.Waiting;
+    /// <summary>Code redemptions queued behind the two in flight (for tests).</summary>
+    internal int RedemptionsWaiting => _redemptions.Waiting;
 
     /// <summary>The store's own pool, for tests that must look at a session exactly as the store opens it.</summary>
     internal NpgsqlDataSource DataSource => _dataSource;
@@ -418,43 +416,7 @@ internal sealed partial class PostgresTokenStore : ITokenStore
             ("c", code.CodeChallenge), ("m", code.CodeChallengeMethod), ("t", code.CreatedAt.ToUnixTimeMilliseconds()),
             ("e", code.ExpiresAt.ToUnixTimeMilliseconds())), ct);
 
-    /// <summary>
-    /// Reads a code for an exchange, in one statement with the other exchanges' reads waiting at the same moment
-    /// (<see cref="ReadCodesAsync"/>). A read changes nothing, so if its batch failed it is simply read again alone, with
-    /// the store's retries.
-    /// </summary>
-    private async Task<AuthorizationCode?> ReadCodeAsync(byte[] codeHash, CancellationToken ct)
-    {
-        var batched = await _codeReads.RunAsync(codeHash);
-        return batched.Failure is null ? batched.Result : await ReadAsync(c => ReadCodeAloneAsync(c, codeHash, ct), ct);
-    }
-
-    /// <summary>Each code of the batch, or null where there is none.</summary>
-    private async Task<AuthorizationCode?[]> ReadCodesAsync(byte[][] codeHashes, CancellationToken ct)
-    {
-        await using var connection = await _dataSource.OpenConnectionAsync(ct);
-        await using var command = Sql(connection, null, $"""
-            SELECT i.n, {CodeColumns}
-            FROM unnest(@h::bytea[]) WITH ORDINALITY AS i(code_hash, n)
-            JOIN authorization_codes c ON c.code_hash = i.code_hash JOIN users u ON u.id = c.user_id
-            """, ("h", codeHashes));
-        await using var reader = await command.ExecuteReaderAsync(ct);
-        var codes = new AuthorizationCode?[codeHashes.Length];
-        while (await reader.ReadAsync(ct))
-        {
-            codes[checked((int)reader.GetInt64(0)) - 1] = ReadCode(reader, first: 1);
-        }
-        return codes;
-    }
-
-    /// <summary>A batch of one, as one row (see <see cref="PostgresGroupCommit{TItem, TResult}"/>).</summary>
-    private async Task<AuthorizationCode?> ReadOneCodeAsync(byte[] codeHash, CancellationToken ct)
-    {
-        await using var connection = await _dataSource.OpenConnectionAsync(ct);
-        return await ReadCodeAloneAsync(connection, codeHash, ct);
-    }
-
-    private static async Task<AuthorizationCode?> ReadCodeAloneAsync(NpgsqlConnection c, byte[] codeHash, CancellationToken ct)
+    private static async Task<AuthorizationCode?> ReadCodeAsync(NpgsqlConnection c, byte[] codeHash, CancellationToken ct)
     {
         await using var command = Sql(c, null, $"""
             SELECT {CodeColumns}
@@ -475,33 +437,36 @@ internal sealed partial class PostgresTokenStore : ITokenStore
         DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(first + 6)), reader.GetBoolean(first + 7));
 
     public Task<CodeRedemption> RedeemCodeAsync(
-        byte[] codeHash, byte[] refreshTokenHash, long profileRowId, DateTimeOffset now, Func<AuthorizationCode, bool> mayRedeem, CancellationToken ct) =>
+        byte[] codeHash, byte[] refreshTokenHash, long profileRowId, RedemptionTerms terms, CancellationToken ct) =>
         _gate.RunAsync(codeHash, async () =>
         {
-            // The caller's check is C# and cannot run inside a statement, so the code is read first. What it checks
-            // (client, redirect URI, PKCE challenge, expiry against now) never changes once a code exists; whether the
-            // code is still unredeemed is what can change, and the write below re-checks that under the row lock.
-            var code = await ReadCodeAsync(codeHash, ct);
+            // The common case in one round trip: the code is claimed only if it is this client's, unredeemed and meets the
+            // terms, all checked inside the statement that claims it (RedeemFreshCodesAsync). A malformed verifier meets
+            // no terms, so that request goes straight to the read below, which says why.
+            bool mayHaveCommitted = false;
+            if (terms.VerifierWellFormed)
+            {
+                var batched = await _redemptions.RunAsync(new FreshRedemption(codeHash, refreshTokenHash, profileRowId, terms));
+                if (batched.Result is { } started)
+                {
+                    return new CodeRedemption(CodeRedemptionOutcome.Redeemed, started.GrantId, started.Code);
+                }
+                mayHaveCommitted = MayHaveCommitted(batched);
+            }
+            // Everything else is read first: unknown or another client's, refused by the terms, redeemed already (a
+            // replay), locked by a racing redemption when the batch skipped it, or the batch's fate unknown. What the
+            // terms check never changes once a code exists; whether it is still unredeemed can, and the general path
+            // re-checks that under the row lock.
+            var code = await ReadAsync(c => ReadCodeAsync(c, codeHash, ct), ct);
             if (code is null || code.ProfileRowId != profileRowId)
             {
                 return new CodeRedemption(CodeRedemptionOutcome.Unknown, 0, null);
             }
-            bool mayHaveCommitted = false;
-            if (!code.Redeemed)
+            if (!code.Redeemed && !terms.Admits(code))
             {
-                if (!mayRedeem(code))
-                {
-                    return new CodeRedemption(CodeRedemptionOutcome.Refused, 0, code);
-                }
-                var batched = await _redemptions.RunAsync(new FreshRedemption(codeHash, refreshTokenHash, now.ToUnixTimeMilliseconds()));
-                if (batched.Result is { } started)
-                {
-                    return new CodeRedemption(CodeRedemptionOutcome.Redeemed, started.GrantId, code);
-                }
-                mayHaveCommitted = MayHaveCommitted(batched);
+                return new CodeRedemption(CodeRedemptionOutcome.Refused, 0, code);
             }
-            // Redeemed already (a replay), redeemed or locked by a racing request since the read, or the batch's fate unknown.
-            var outcome = await RedeemCodeCoreAsync(codeHash, refreshTokenHash, now, mayHaveCommitted, ct);
+            var outcome = await RedeemCodeCoreAsync(codeHash, refreshTokenHash, terms.Now, mayHaveCommitted, ct);
             return outcome with { Code = outcome.Outcome == CodeRedemptionOutcome.Unknown ? null : code };
         }, ct);
 
@@ -523,78 +488,112 @@ internal sealed partial class PostgresTokenStore : ITokenStore
         return batched.Failure is not null and not PostgresException;
     }
 
-    internal readonly record struct FreshRedemption(byte[] CodeHash, byte[] RefreshTokenHash, long At);
+    internal readonly record struct FreshRedemption(byte[] CodeHash, byte[] RefreshTokenHash, long ProfileRowId, RedemptionTerms Terms);
 
-    internal sealed record StartedGrant(long GrantId);
+    /// <summary>A claimed code's grant, with the code as it was before the claim.</summary>
+    internal sealed record StartedGrant(long GrantId, AuthorizationCode Code);
+
+    /// <summary>
+    /// <see cref="RedemptionTerms.Check"/> in SQL, over the code <c>c</c> and the request <c>i</c> (profile_id, at,
+    /// redirect_uri, verifier, s256): true exactly when the check answers None for this client. Equalities are exact
+    /// (deterministic collation, as C#'s ordinal comparison). A method other than plain is S256, as in
+    /// <see cref="Crypto.Secrets.VerifiesPkce"/>. A request with a malformed verifier never comes here (it meets no terms).
+    /// </summary>
+    private const string MeetsTerms = """
+        c.profile_id = i.profile_id AND c.expires_at > i.at AND c.redirect_uri = i.redirect_uri
+        AND CASE WHEN c.code_challenge IS NULL THEN i.verifier IS NULL
+                 WHEN coalesce(c.code_challenge_method, 'plain') = 'plain' THEN c.code_challenge = i.verifier
+                 ELSE c.code_challenge = i.s256 END
+        """;
+
+    /// <summary>
+    /// What a claim returns of the code, for <see cref="CodeColumns"/> over it as <c>c</c>: the code as it was, so
+    /// redeemed_at is still null.
+    /// </summary>
+    private const string ClaimedColumns = """
+        c.grant_id, c.profile_id, c.user_id, c.redirect_uri, c.scope, c.code_challenge, c.code_challenge_method, c.expires_at,
+        NULL::bigint AS redeemed_at
+        """;
 
     /// <summary>
     /// The common case for a whole batch in one statement and one round trip (see <see cref="RotateLiveTokensAsync"/>
-    /// for why, and for <c>SKIP LOCKED</c>): each unredeemed code is claimed, its grant created (the id drawn first, so
-    /// the code can point at it in the same UPDATE) and the first refresh token inserted, atomically. An unknown,
-    /// already redeemed or locked code changes nothing here and comes back null; the general path then tells unknown
-    /// from replayed, revokes a replayed code's grant, or waits its turn on a racing redemption's row lock.
+    /// for why, and for <c>SKIP LOCKED</c>): each unredeemed code that is its request's client's and meets its terms
+    /// (<see cref="MeetsTerms"/>) is claimed, its grant created (the id drawn first, so the code can point at it in the
+    /// same UPDATE) and the first refresh token inserted, atomically. Any other code, or one that is locked, changes
+    /// nothing here and comes back null; the general path then tells unknown from refused from replayed, revokes a
+    /// replayed code's grant, or waits its turn on a racing redemption's row lock.
     /// </summary>
     internal async Task<StartedGrant?[]> RedeemFreshCodesAsync(FreshRedemption[] batch, CancellationToken ct)
     {
         var codes = new byte[batch.Length][];
         var tokens = new byte[batch.Length][];
         var times = new long[batch.Length];
+        var profiles = new long[batch.Length];
+        var redirectUris = new string[batch.Length];
+        var verifiers = new string?[batch.Length];
+        var challenges = new string?[batch.Length];
         for (int i = 0; i < batch.Length; i++)
         {
-            (codes[i], tokens[i], times[i]) = batch[i];
+            var (code, token, profile, terms) = batch[i];
+            (codes[i], tokens[i], times[i], profiles[i]) = (code, token, terms.Now.ToUnixTimeMilliseconds(), profile);
+            (redirectUris[i], verifiers[i], challenges[i]) = (terms.RedirectUri, terms.CodeVerifier, terms.VerifierS256);
         }
         await using var connection = await _dataSource.OpenConnectionAsync(ct);
         // Foreign keys are checked at the end of the statement, when the grant rows the codes and tokens point at exist.
-        await using var command = Sql(connection, null, """
-            WITH input AS (
-                SELECT * FROM unnest(@h::bytea[], @r::bytea[], @t::bigint[]) WITH ORDINALITY AS i(code_hash, refresh, at, n)),
+        await using var command = Sql(connection, null, $"""
+            WITH i AS (
+                SELECT * FROM unnest(@h::bytea[], @r::bytea[], @t::bigint[], @p::bigint[], @u::text[], @v::text[], @s::text[])
+                    WITH ORDINALITY AS i(code_hash, refresh, at, profile_id, redirect_uri, verifier, s256, n)),
             unredeemed AS MATERIALIZED (
                 SELECT code_hash FROM authorization_codes
                 WHERE code_hash = ANY(@h::bytea[]) AND redeemed_at IS NULL
                 FOR UPDATE SKIP LOCKED),
             claimed AS (
                 UPDATE authorization_codes c SET redeemed_at = i.at, grant_id = nextval(pg_get_serial_sequence('grants', 'id'))
-                FROM unredeemed u, input i
-                WHERE c.code_hash = u.code_hash AND i.code_hash = c.code_hash AND c.redeemed_at IS NULL
-                RETURNING i.n, i.refresh, i.at, c.profile_id, c.user_id, c.scope, c.grant_id),
+                FROM unredeemed u, i
+                WHERE c.code_hash = u.code_hash AND i.code_hash = c.code_hash AND c.redeemed_at IS NULL AND {MeetsTerms}
+                RETURNING i.n, i.refresh, i.at, {ClaimedColumns}),
             created AS (
                 INSERT INTO grants (id, profile_id, user_id, scope, created_at)
                 SELECT grant_id, profile_id, user_id, scope, at FROM claimed),
             issued AS (
                 INSERT INTO refresh_tokens (token_hash, grant_id, created_at)
                 SELECT refresh, grant_id, at FROM claimed)
-            SELECT n, grant_id FROM claimed
-            """, ("h", codes), ("r", tokens), ("t", times));
+            SELECT c.n, c.grant_id, {CodeColumns} FROM claimed c JOIN users u ON u.id = c.user_id
+            """, ("h", codes), ("r", tokens), ("t", times), ("p", profiles), ("u", redirectUris), ("v", verifiers), ("s", challenges));
         await using var reader = await command.ExecuteReaderAsync(ct);
         var results = new StartedGrant?[batch.Length];
         while (await reader.ReadAsync(ct))
         {
-            results[checked((int)reader.GetInt64(0)) - 1] = new StartedGrant(reader.GetInt64(1));
+            results[checked((int)reader.GetInt64(0)) - 1] = new StartedGrant(reader.GetInt64(1), ReadCode(reader, first: 2));
         }
         return results;
     }
 
     /// <summary>A batch of one, as one row: see <see cref="RotateLiveTokenAsync"/> for why.</summary>
-    private async Task<StartedGrant?> RedeemFreshCodeAsync(FreshRedemption redemption, CancellationToken ct)
+    internal async Task<StartedGrant?> RedeemFreshCodeAsync(FreshRedemption redemption, CancellationToken ct)
     {
+        var (codeHash, refreshTokenHash, profileRowId, terms) = redemption;
         await using var connection = await _dataSource.OpenConnectionAsync(ct);
         // Foreign keys are checked at the end of the statement, when the grant row the code points at exists.
-        return await ScalarAsync(connection, null, ct, """
+        await using var command = Sql(connection, null, $"""
             WITH claimed AS (
-                UPDATE authorization_codes
-                SET redeemed_at = @t, grant_id = nextval(pg_get_serial_sequence('grants', 'id'))
-                WHERE code_hash = @h AND redeemed_at IS NULL
-                RETURNING profile_id, user_id, scope, grant_id),
+                UPDATE authorization_codes c
+                SET redeemed_at = i.at, grant_id = nextval(pg_get_serial_sequence('grants', 'id'))
+                FROM (VALUES (@p::bigint, @t::bigint, @u::text, @v::text, @s::text)) AS i(profile_id, at, redirect_uri, verifier, s256)
+                WHERE c.code_hash = @h AND c.redeemed_at IS NULL AND {MeetsTerms}
+                RETURNING i.at, {ClaimedColumns}),
             created AS (
                 INSERT INTO grants (id, profile_id, user_id, scope, created_at)
-                SELECT grant_id, profile_id, user_id, scope, @t FROM claimed
-                RETURNING id)
-            INSERT INTO refresh_tokens (token_hash, grant_id, created_at)
-            SELECT @r, id, @t FROM created
-            RETURNING grant_id
-            """, ("t", redemption.At), ("h", redemption.CodeHash), ("r", redemption.RefreshTokenHash)) is long grantId
-            ? new StartedGrant(grantId)
-            : null;
+                SELECT grant_id, profile_id, user_id, scope, at FROM claimed),
+            issued AS (
+                INSERT INTO refresh_tokens (token_hash, grant_id, created_at)
+                SELECT @r, grant_id, at FROM claimed)
+            SELECT c.grant_id, {CodeColumns} FROM claimed c JOIN users u ON u.id = c.user_id
+            """, ("h", codeHash), ("r", refreshTokenHash), ("p", profileRowId), ("t", terms.Now.ToUnixTimeMilliseconds()),
+            ("u", terms.RedirectUri), ("v", terms.CodeVerifier), ("s", terms.VerifierS256));
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        return await reader.ReadAsync(ct) ? new StartedGrant(reader.GetInt64(0), ReadCode(reader, first: 1)) : null;
     }
 
     private Task<CodeRedemption> RedeemCodeCoreAsync(

@@ -230,11 +230,11 @@ internal sealed partial class SqliteTokenStore : ITokenStore
         .ExecuteNonQuery());
 
     public Task<CodeRedemption> RedeemCodeAsync(
-        byte[] codeHash, byte[] refreshTokenHash, long profileRowId, DateTimeOffset now, Func<AuthorizationCode, bool> mayRedeem, CancellationToken ct) =>
-        _writer.WriteAsync((codeHash, refreshTokenHash, profileRowId, now, mayRedeem), static (s, w) =>
+        byte[] codeHash, byte[] refreshTokenHash, long profileRowId, RedemptionTerms terms, CancellationToken ct) =>
+        _writer.WriteAsync((codeHash, refreshTokenHash, profileRowId, terms), static (s, w) =>
         {
-            var (codeHash, refreshTokenHash, profileRowId, now, mayRedeem) = w;
-            long at = now.ToUnixTimeMilliseconds();
+            var (codeHash, refreshTokenHash, profileRowId, terms) = w;
+            long at = terms.Now.ToUnixTimeMilliseconds();
             // The writer reads the code itself, as rotation does: its page cache is warm, where a reader's was emptied
             // by the last commit, and reading under the write lock leaves no moment for another redemption to slip in.
             long userRowId, replayedGrant;
@@ -266,7 +266,7 @@ internal sealed partial class SqliteTokenStore : ITokenStore
                 RevokeGrant(s, replayedGrant, at, "authorization code replayed");
                 return new CodeRedemption(CodeRedemptionOutcome.Replayed, replayedGrant, code);
             }
-            if (!mayRedeem(code))
+            if (!terms.Admits(code))
             {
                 return new CodeRedemption(CodeRedemptionOutcome.Refused, 0, code);
             }
