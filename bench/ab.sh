@@ -4,6 +4,7 @@
 # Build the old version somewhere (git archive REV | tar -x -C DIR; dotnet build -c Release DIR/src/Tollgate), then:
 #   bench/ab.sh before=DIR/src/Tollgate/bin/Release/net10.0/tollgate.dll after=src/Tollgate/bin/Release/net10.0/tollgate.dll[:ENV=VALUE ...]
 # Needs bench/run.sh to have built the bench tools once (or dotnet build -c Release bench/bench.slnf). D=SECONDS per scenario.
+# POSTGRES=CONNECTION-STRING: each build on a scratch PostgreSQL database of its own (created, then dropped) instead of SQLite.
 set -uo pipefail
 R=$(cd "$(dirname "$0")/.." && pwd); rel=bin/Release/net10.0; d=${D:-5}
 L="dotnet $R/bench/Tollgate.LoadTool/$rel/tollgate-load.dll"; SEED="dotnet $R/bench/Tollgate.Benchmarks/$rel/Tollgate.Benchmarks.dll"
@@ -16,17 +17,20 @@ ceil
 port=5401
 for cfg in "$@"; do
   name=${cfg%%=*}; rest=${cfg#*=}; dll=${rest%%:*}; envs=""; [[ "$rest" == *:* ]] && envs=${rest#*:}
-  db=$W/$name.db; $SEED seed --db $db --out $W/$name --chains 16 > /dev/null
-  env $envs dotnet $dll serve --urls http://127.0.0.1:$port --db sqlite:$db > $W/$name.log 2>&1 & P=$!
+  if [ -n "${POSTGRES:-}" ]; then db=$($SEED pg-create --server "postgres:$POSTGRES"); served="$db;Maximum Pool Size=80"
+  else db=$W/$name.db; served=sqlite:$db; fi
+  $SEED seed --db "$db" --out $W/$name --chains 16 > /dev/null
+  env $envs dotnet $dll serve --urls http://127.0.0.1:$port --db "$served" > $W/$name.log 2>&1 & P=$!
   sleep 2; U=http://127.0.0.1:$port
   echo "$name reuse     $($L $U --mode refresh --client-id $ID --client-secret $S --seed-file $W/$name/reuse-tokens.txt -d $d | head -2 | tr '\n' ' ')"
   echo "$name rotate    $($L $U --mode refresh --client-id $ID2 --client-secret $S --seed-file $W/$name/rotate-tokens.txt -d $d | head -2 | tr '\n' ' ')"
   echo "$name cc        $($L $U --mode client_credentials --client-id $ID --client-secret $S --scope videocentral::reporting -d $d | head -2 | tr '\n' ' ')"
-  $SEED codes --db $db --client-id $ID --count 40000 --out $W/$name/codes.txt > /dev/null
+  $SEED codes --db "$db" --client-id $ID --count 40000 --out $W/$name/codes.txt > /dev/null
   echo "$name code      $($L $U --mode code --client-id $ID --client-secret $S --code-file $W/$name/codes.txt --redirect-uri https://bench.example/cb -d $d | head -2 | tr '\n' ' ')"
   echo "$name tokeninfo $($L $U --mode tokeninfo --client-id $ID --client-secret $S --seed-file $W/$name/reuse-tokens.txt -d $d | head -2 | tr '\n' ' ')"
   echo "$name rss_kb $(awk '/VmRSS/{print $2}' /proc/$P/status)"
   kill $P; wait $P 2>/dev/null; port=$((port+1))
+  if [ -n "${POSTGRES:-}" ]; then $SEED pg-drop --db "$db" > /dev/null; fi
 done
 ceil
 kill $CP
