@@ -169,6 +169,27 @@ public sealed class PostgresGroupCommitTests
         Assert.Equal([[1, 2]], batched.ToArray());
     }
 
+    [Fact]
+    public async Task A_request_that_arrives_as_the_last_runner_gives_up_its_slot_is_still_sent()
+    {
+        // The runner has found the queue empty and not yet given up its slot. A request arriving at that moment sees
+        // every slot taken and leaves its item to the runner, which is leaving: unless the runner looks at the queue once
+        // more after giving up the slot, the request waits for the next arrival, which on a quiet node may never come.
+        Task<Batched<string>>? late = null;
+        PostgresGroupCommit<int, string>? group = null;
+        group = new(
+            (items, _) => Task.FromResult(items.Select(i => (string?)$"r{i}").ToArray()),
+            (item, _) => Task.FromResult<string?>($"r{item}"),
+            maxInFlight: 1, CancellationToken.None,
+            givingUpSlot: () => late ??= group!.RunAsync(2));
+
+        var first = await group.RunAsync(1).WaitAsync(Patience);
+
+        Assert.Equal("r1", first.Result);
+        Assert.NotNull(late);
+        Assert.Equal("r2", (await late.WaitAsync(Patience)).Result);
+    }
+
     /// <summary>The batcher with a batch of one run through the same function, so that every batch the test sees is recorded alike.</summary>
     private static PostgresGroupCommit<int, string> Group(Func<int[], CancellationToken, Task<string?[]>> runBatch, int maxInFlight) =>
         new(runBatch, async (item, ct) => (await runBatch([item], ct))[0], maxInFlight, CancellationToken.None);

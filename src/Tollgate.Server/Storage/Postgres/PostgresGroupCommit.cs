@@ -34,6 +34,7 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
     private readonly Func<TItem, CancellationToken, Task<TResult?>> _runAlone;
     private readonly int _maxInFlight;
     private readonly CancellationToken _stopping;
+    private readonly Action? _givingUpSlot;
     private readonly ConcurrentQueue<Pending> _queue = new();
     private int _inFlight;
     private long _batches;
@@ -47,15 +48,20 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
     /// </param>
     /// <param name="stopping">Cancels batches when the store closes; a request's own cancellation does not, since
     /// its batch carries other requests.</param>
+    /// <param name="givingUpSlot">
+    /// For tests only: runs when a runner has found the queue empty and is about to give up its slot, the one moment
+    /// an arrival can find every slot taken by a runner that will take nothing more (see <see cref="RunBatchesAsync"/>).
+    /// </param>
     public PostgresGroupCommit(
         Func<TItem[], CancellationToken, Task<TResult?[]>> runBatch, Func<TItem, CancellationToken, Task<TResult?>> runAlone,
-        int maxInFlight, CancellationToken stopping)
+        int maxInFlight, CancellationToken stopping, Action? givingUpSlot = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxInFlight, 1);
         _runBatch = runBatch;
         _runAlone = runAlone;
         _maxInFlight = maxInFlight;
         _stopping = stopping;
+        _givingUpSlot = givingUpSlot;
     }
 
     /// <summary>Statements sent so far, and the requests they carried (for tests; operators have the metrics).</summary>
@@ -104,6 +110,7 @@ internal sealed class PostgresGroupCommit<TItem, TResult>
         }
         finally
         {
+            _givingUpSlot?.Invoke();
             Interlocked.Decrement(ref _inFlight);
             // An item queued after the last TakeBatch, while every slot looked taken, would otherwise wait for the next arrival.
             StartBatchIfRoom();
