@@ -202,6 +202,40 @@ public sealed partial class AuthorizationCodeGrantTests
     }
 
     [Theory, Stores]
+    public async Task A_malformed_code_verifier_is_refused_with_the_rule_it_breaks_and_the_code_stays_usable(StoreKind store)
+    {
+        // RFC 7636 §4.1: 43 to 128 characters of the unreserved set. PostgreSQL does not even try to claim the code for
+        // such a request (no terms can be met), so this is the path that only reads.
+        await using var host = await TollgateHost.StartAsync(store);
+        var profile = await host.CreateProfileAsync();
+        var user = await host.CreateUserAsync();
+        string verifier = Pkce.NewVerifier();
+        string s256Code = await host.IssueCodeAsync(profile, user, challenge: Pkce.S256(verifier), method: "S256");
+        string plainCode = await host.IssueCodeAsync(profile, user);
+        string before = host.Snapshot();
+
+        string[] malformed = [verifier[..42], verifier + new string('a', 86), verifier[..42] + "+", verifier[..42] + "=", verifier[..42] + "é"];
+        var refused = new List<TokenReply>();
+        foreach (string bad in malformed)
+        {
+            refused.Add(await host.PostTokenAsync(Exchange(profile, s256Code, verifier: bad)));
+        }
+        var unexpected = await host.PostTokenAsync(Exchange(profile, plainCode, verifier: verifier[..10]));
+        string after = host.Snapshot();
+
+        Assert.All(refused, reply =>
+        {
+            reply.AssertError(HttpStatusCode.BadRequest, "invalid_grant");
+            Assert.Contains("43 to 128 characters", reply.Description, StringComparison.Ordinal);
+        });
+        unexpected.AssertError(HttpStatusCode.BadRequest, "invalid_grant");
+        Assert.Contains("issued without a code_challenge", unexpected.Description, StringComparison.Ordinal);
+        Assert.Equal(before, after);
+        Assert.Equal(HttpStatusCode.OK, (await host.PostTokenAsync(Exchange(profile, s256Code, verifier: verifier))).Status);
+        Assert.Equal(HttpStatusCode.OK, (await host.PostTokenAsync(Exchange(profile, plainCode))).Status);
+    }
+
+    [Theory, Stores]
     public async Task PKCE_cannot_be_downgraded_in_either_direction(StoreKind store)
     {
         await using var host = await TollgateHost.StartAsync(store);
