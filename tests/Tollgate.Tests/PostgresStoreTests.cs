@@ -283,7 +283,8 @@ public sealed class PostgresStoreTests
     {
         // The statement that claims a code checks RedemptionTerms in SQL. If it ever admitted a code the C# check refuses,
         // an expired code, a wrong redirect URI or a missing verifier would be redeemed; if it refused one the check
-        // admits, every such exchange would pay a second round trip. Every combination, through both forms of the statement.
+        // admits, the request would be answered with a refusal it does not deserve. Every combination, through both
+        // forms of the statement; each must also hand back the code as it was, or nothing for a code that does not exist.
         await using var host = await TollgateHost.StartAsync(StoreKind.Postgres);
         var store = (PostgresTokenStore)host.Store;
         var user = await host.CreateUserAsync();
@@ -302,9 +303,9 @@ public sealed class PostgresStoreTests
             new(TollgateHost.ReturnUrl + "/", verifier, now),
         ];
 
-        async Task<List<(PostgresTokenStore.FreshRedemption Redemption, AuthorizationCode Code)>> IssueEveryCombinationAsync()
+        async Task<List<(PostgresTokenStore.FreshRedemption Redemption, AuthorizationCode? Code)>> IssueEveryCombinationAsync()
         {
-            var cases = new List<(PostgresTokenStore.FreshRedemption, AuthorizationCode)>();
+            var cases = new List<(PostgresTokenStore.FreshRedemption, AuthorizationCode?)>();
             foreach (var (challenge, method) in challenges)
             {
                 foreach (var expires in expiries)
@@ -323,13 +324,15 @@ public sealed class PostgresStoreTests
                     }
                 }
             }
+            var neverIssued = Secrets.StoreKey(Secrets.NewAuthorizationCode(now));
+            cases.Add((new(neverIssued, Secrets.StoreKey(Secrets.NewRefreshToken(now)), own, requests[0]), null));
             return cases;
         }
 
         var batched = await IssueEveryCombinationAsync();
         var batchResults = await store.RedeemFreshCodesAsync([.. batched.Select(c => c.Redemption)], CancellationToken.None);
         var alone = await IssueEveryCombinationAsync();
-        var aloneResults = new List<PostgresTokenStore.StartedGrant?>();
+        var aloneResults = new List<PostgresTokenStore.CodeClaim?>();
         foreach (var (redemption, _) in alone)
         {
             aloneResults.Add(await store.RedeemFreshCodeAsync(redemption, CancellationToken.None));
@@ -337,20 +340,26 @@ public sealed class PostgresStoreTests
 
         foreach (var (cases, results) in new[] { (batched, batchResults.ToList()), (alone, aloneResults) })
         {
-            Assert.Contains(results, r => r is not null);
-            Assert.Contains(results, r => r is null);
+            Assert.Contains(results, r => r?.GrantId is not null);
+            Assert.Contains(results, r => r?.GrantId is null);
             for (int i = 0; i < cases.Count; i++)
             {
                 var (redemption, code) = cases[i];
+                var claim = Assert.IsType<PostgresTokenStore.CodeClaim>(results[i]);
+                Assert.Equal(code, claim.Code);
+                if (code is null)
+                {
+                    Assert.Null(claim.GrantId);
+                    continue;
+                }
                 bool admitted = code.ProfileRowId == redemption.ProfileRowId && redemption.Terms.Admits(code);
                 string which = $"code {code.CodeChallenge ?? "-"}/{code.CodeChallengeMethod ?? "-"} expiring {code.ExpiresAt:HH:mm:ss.fff} of " +
                     $"{(code.ProfileRowId == own ? "this" : "another")} client; request {redemption.Terms.RedirectUri} verifier " +
                     $"{redemption.Terms.CodeVerifier ?? "-"} at {now:HH:mm:ss.fffffff}";
-                Assert.True(admitted == results[i] is not null, $"{(admitted ? "refused" : "claimed")}: {which}");
-                if (results[i] is { } started)
+                Assert.True(admitted == claim.GrantId is not null, $"{(admitted ? "refused" : "claimed")}: {which}");
+                if (claim.GrantId is long grantId)
                 {
-                    Assert.Equal(code, started.Code);
-                    Assert.True(await store.IsGrantActiveAsync(started.GrantId, CancellationToken.None));
+                    Assert.True(await store.IsGrantActiveAsync(grantId, CancellationToken.None));
                 }
             }
         }
@@ -471,8 +480,9 @@ public sealed class PostgresStoreTests
 
         var results = await store.RedeemFreshCodesAsync(batch, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(2));
 
-        Assert.Null(results[0]);
-        Assert.NotNull(results[1]);
+        Assert.Null(results[0]!.GrantId);
+        Assert.NotNull(results[0]!.Code); // skipped, not unknown: the caller goes on to wait for the row, not to refuse
+        Assert.NotNull(results[1]!.GrantId);
     }
 
     /// <summary>

@@ -35,7 +35,7 @@ internal sealed partial class PostgresTokenStore : ITokenStore
     private TaskCompletionSource _profileChanged = NewSignal();
 
     private readonly PostgresGroupCommit<LiveRotation, RefreshToken> _rotations;
-    private readonly PostgresGroupCommit<FreshRedemption, StartedGrant> _redemptions;
+    private readonly PostgresGroupCommit<FreshRedemption, CodeClaim> _redemptions;
 
     private PostgresTokenStore(NpgsqlDataSource dataSource)
     {
@@ -441,23 +441,30 @@ internal sealed partial class PostgresTokenStore : ITokenStore
         _gate.RunAsync(codeHash, async () =>
         {
             // The common case in one round trip: the code is claimed only if it is this client's, unredeemed and meets the
-            // terms, all checked inside the statement that claims it (RedeemFreshCodesAsync). A malformed verifier meets
-            // no terms, so that request goes straight to the read below, which says why.
+            // terms, all checked inside the statement that claims it (RedeemFreshCodesAsync), which also returns the code
+            // as it was, so that a request it did not claim for learns why without a second trip. A malformed verifier
+            // meets no terms, and a batch that failed answers nothing: those requests read the code on their own.
+            AuthorizationCode? code;
             bool mayHaveCommitted = false;
-            if (terms.VerifierWellFormed)
+            var batched = terms.VerifierWellFormed
+                ? await _redemptions.RunAsync(new FreshRedemption(codeHash, refreshTokenHash, profileRowId, terms))
+                : default;
+            if (batched.Result is { } claim)
             {
-                var batched = await _redemptions.RunAsync(new FreshRedemption(codeHash, refreshTokenHash, profileRowId, terms));
-                if (batched.Result is { } started)
+                if (claim.GrantId is long grantId)
                 {
-                    return new CodeRedemption(CodeRedemptionOutcome.Redeemed, started.GrantId, started.Code);
+                    return new CodeRedemption(CodeRedemptionOutcome.Redeemed, grantId, claim.Code);
                 }
-                mayHaveCommitted = MayHaveCommitted(batched);
+                code = claim.Code;
             }
-            // Everything else is read first: unknown or another client's, refused by the terms, redeemed already (a
-            // replay), locked by a racing redemption when the batch skipped it, or the batch's fate unknown. What the
-            // terms check never changes once a code exists; whether it is still unredeemed can, and the general path
-            // re-checks that under the row lock.
-            var code = await ReadAsync(c => ReadCodeAsync(c, codeHash, ct), ct);
+            else
+            {
+                mayHaveCommitted = MayHaveCommitted(batched);
+                code = await ReadAsync(c => ReadCodeAsync(c, codeHash, ct), ct);
+            }
+            // Not claimed: unknown or another client's, refused by the terms, redeemed already (a replay), locked by a
+            // racing redemption when the batch skipped it, or the batch's fate unknown. What the terms check never changes
+            // once a code exists; whether it is still unredeemed can, and the general path re-checks that under the row lock.
             if (code is null || code.ProfileRowId != profileRowId)
             {
                 return new CodeRedemption(CodeRedemptionOutcome.Unknown, 0, null);
@@ -490,8 +497,14 @@ internal sealed partial class PostgresTokenStore : ITokenStore
 
     internal readonly record struct FreshRedemption(byte[] CodeHash, byte[] RefreshTokenHash, long ProfileRowId, RedemptionTerms Terms);
 
-    /// <summary>A claimed code's grant, with the code as it was before the claim.</summary>
-    internal sealed record StartedGrant(long GrantId, AuthorizationCode Code);
+    /// <summary>
+    /// What a claim found: the code as it was before the statement (null: there is none), and the grant it started if
+    /// the statement claimed it (null: it did not).
+    /// </summary>
+    internal sealed record CodeClaim(AuthorizationCode? Code, long? GrantId)
+    {
+        public static readonly CodeClaim NoSuchCode = new(null, null);
+    }
 
     /// <summary>
     /// <see cref="RedemptionTerms.Check"/> in SQL, over the code <c>c</c> and the request <c>i</c> (profile_id, at,
@@ -506,24 +519,20 @@ internal sealed partial class PostgresTokenStore : ITokenStore
                  ELSE c.code_challenge = i.s256 END
         """;
 
-    /// <summary>
-    /// What a claim returns of the code, for <see cref="CodeColumns"/> over it as <c>c</c>: the code as it was, so
-    /// redeemed_at is still null.
-    /// </summary>
-    private const string ClaimedColumns = """
-        c.grant_id, c.profile_id, c.user_id, c.redirect_uri, c.scope, c.code_challenge, c.code_challenge_method, c.expires_at,
-        NULL::bigint AS redeemed_at
-        """;
+    /// <summary>What a claim needs of the code to start its grant.</summary>
+    private const string ClaimedColumns = "c.grant_id, c.profile_id, c.user_id, c.scope";
 
     /// <summary>
     /// The common case for a whole batch in one statement and one round trip (see <see cref="RotateLiveTokensAsync"/>
     /// for why, and for <c>SKIP LOCKED</c>): each unredeemed code that is its request's client's and meets its terms
     /// (<see cref="MeetsTerms"/>) is claimed, its grant created (the id drawn first, so the code can point at it in the
     /// same UPDATE) and the first refresh token inserted, atomically. Any other code, or one that is locked, changes
-    /// nothing here and comes back null; the general path then tells unknown from refused from replayed, revokes a
-    /// replayed code's grant, or waits its turn on a racing redemption's row lock.
+    /// nothing here. Every item comes back with its code as the statement found it (its snapshot is taken before the
+    /// claims), so the caller tells unknown from refused without another trip; only a replay, a locked code or a
+    /// failed batch goes on to the general path, which revokes a replayed code's grant or waits its turn on a racing
+    /// redemption's row lock.
     /// </summary>
-    internal async Task<StartedGrant?[]> RedeemFreshCodesAsync(FreshRedemption[] batch, CancellationToken ct)
+    internal async Task<CodeClaim?[]> RedeemFreshCodesAsync(FreshRedemption[] batch, CancellationToken ct)
     {
         var codes = new byte[batch.Length][];
         var tokens = new byte[batch.Length][];
@@ -559,19 +568,22 @@ internal sealed partial class PostgresTokenStore : ITokenStore
             issued AS (
                 INSERT INTO refresh_tokens (token_hash, grant_id, created_at)
                 SELECT refresh, grant_id, at FROM claimed)
-            SELECT c.n, c.grant_id, {CodeColumns} FROM claimed c JOIN users u ON u.id = c.user_id
+            SELECT i.n, cl.grant_id, {CodeColumns}
+            FROM i JOIN authorization_codes c ON c.code_hash = i.code_hash JOIN users u ON u.id = c.user_id
+            LEFT JOIN claimed cl ON cl.n = i.n
             """, ("h", codes), ("r", tokens), ("t", times), ("p", profiles), ("u", redirectUris), ("v", verifiers), ("s", challenges));
         await using var reader = await command.ExecuteReaderAsync(ct);
-        var results = new StartedGrant?[batch.Length];
+        var results = new CodeClaim?[batch.Length];
+        Array.Fill(results, CodeClaim.NoSuchCode);
         while (await reader.ReadAsync(ct))
         {
-            results[checked((int)reader.GetInt64(0)) - 1] = new StartedGrant(reader.GetInt64(1), ReadCode(reader, first: 2));
+            results[checked((int)reader.GetInt64(0)) - 1] = ReadClaim(reader, first: 1);
         }
         return results;
     }
 
     /// <summary>A batch of one, as one row: see <see cref="RotateLiveTokenAsync"/> for why.</summary>
-    internal async Task<StartedGrant?> RedeemFreshCodeAsync(FreshRedemption redemption, CancellationToken ct)
+    internal async Task<CodeClaim?> RedeemFreshCodeAsync(FreshRedemption redemption, CancellationToken ct)
     {
         var (codeHash, refreshTokenHash, profileRowId, terms) = redemption;
         await using var connection = await _dataSource.OpenConnectionAsync(ct);
@@ -589,12 +601,18 @@ internal sealed partial class PostgresTokenStore : ITokenStore
             issued AS (
                 INSERT INTO refresh_tokens (token_hash, grant_id, created_at)
                 SELECT @r, grant_id, at FROM claimed)
-            SELECT c.grant_id, {CodeColumns} FROM claimed c JOIN users u ON u.id = c.user_id
+            SELECT cl.grant_id, {CodeColumns}
+            FROM authorization_codes c JOIN users u ON u.id = c.user_id LEFT JOIN claimed cl ON true
+            WHERE c.code_hash = @h
             """, ("h", codeHash), ("r", refreshTokenHash), ("p", profileRowId), ("t", terms.Now.ToUnixTimeMilliseconds()),
             ("u", terms.RedirectUri), ("v", terms.CodeVerifier), ("s", terms.VerifierS256));
         await using var reader = await command.ExecuteReaderAsync(ct);
-        return await reader.ReadAsync(ct) ? new StartedGrant(reader.GetInt64(0), ReadCode(reader, first: 1)) : null;
+        return await reader.ReadAsync(ct) ? ReadClaim(reader, first: 0) : CodeClaim.NoSuchCode;
     }
+
+    /// <summary>The grant id (null where the statement did not claim), then <see cref="CodeColumns"/>.</summary>
+    private static CodeClaim ReadClaim(NpgsqlDataReader reader, int first) =>
+        new(ReadCode(reader, first + 1), reader.IsDBNull(first) ? null : reader.GetInt64(first));
 
     private Task<CodeRedemption> RedeemCodeCoreAsync(
         byte[] codeHash, byte[] refreshTokenHash, DateTimeOffset now, bool batchMayHaveCommitted, CancellationToken ct) =>
