@@ -201,17 +201,23 @@ public sealed partial class AuthorizationCodeGrantTests
         Assert.Equal(HttpStatusCode.OK, right.Status);
     }
 
+    /// <summary>A profile with two codes for one user: one bound to an S256 challenge of <c>Verifier</c>, one without PKCE.</summary>
+    private static async Task<(CreatedProfile Profile, string Verifier, string S256Code, string PlainCode)> IssueS256AndPlainCodesAsync(TollgateHost host)
+    {
+        var profile = await host.CreateProfileAsync();
+        var user = await host.CreateUserAsync();
+        string verifier = Pkce.NewVerifier();
+        string s256Code = await host.IssueCodeAsync(profile, user, challenge: Pkce.S256(verifier), method: "S256");
+        return (profile, verifier, s256Code, await host.IssueCodeAsync(profile, user));
+    }
+
     [Theory, Stores]
     public async Task A_malformed_code_verifier_is_refused_with_the_rule_it_breaks_and_the_code_stays_usable(StoreKind store)
     {
         // RFC 7636 §4.1: 43 to 128 characters of the unreserved set. PostgreSQL does not even try to claim the code for
         // such a request (no terms can be met), so this is the path that only reads.
         await using var host = await TollgateHost.StartAsync(store);
-        var profile = await host.CreateProfileAsync();
-        var user = await host.CreateUserAsync();
-        string verifier = Pkce.NewVerifier();
-        string s256Code = await host.IssueCodeAsync(profile, user, challenge: Pkce.S256(verifier), method: "S256");
-        string plainCode = await host.IssueCodeAsync(profile, user);
+        var (profile, verifier, s256Code, plainCode) = await IssueS256AndPlainCodesAsync(host);
         string before = host.Snapshot();
 
         string[] malformed = [verifier[..42], verifier + new string('a', 86), verifier[..42] + "+", verifier[..42] + "=", verifier[..42] + "é"];
@@ -239,11 +245,7 @@ public sealed partial class AuthorizationCodeGrantTests
     public async Task PKCE_cannot_be_downgraded_in_either_direction(StoreKind store)
     {
         await using var host = await TollgateHost.StartAsync(store);
-        var profile = await host.CreateProfileAsync();
-        var user = await host.CreateUserAsync();
-        string verifier = Pkce.NewVerifier();
-        string s256Code = await host.IssueCodeAsync(profile, user, challenge: Pkce.S256(verifier), method: "S256");
-        string plainCode = await host.IssueCodeAsync(profile, user);
+        var (profile, verifier, s256Code, plainCode) = await IssueS256AndPlainCodesAsync(host);
 
         // S256 code redeemed without a verifier, or with the challenge itself as a "plain" verifier.
         var withoutVerifier = await host.PostTokenAsync(Exchange(profile, s256Code));
