@@ -17,8 +17,9 @@ internal sealed class RedemptionTerms
         CodeVerifier = codeVerifier;
         Now = now;
         VerifierWellFormed = codeVerifier is null || IsWellFormedVerifier(codeVerifier);
-        VerifierS256 = codeVerifier is not null && VerifierWellFormed ? Secrets.PkceS256Challenge(codeVerifier) : null;
     }
+
+    private string? _verifierS256;
 
     public string RedirectUri { get; }
 
@@ -30,8 +31,12 @@ internal sealed class RedemptionTerms
     /// <summary>No verifier, or one of the form RFC 7636 §4.1 allows.</summary>
     public bool VerifierWellFormed { get; }
 
-    /// <summary>The S256 challenge of a well-formed verifier; null otherwise.</summary>
-    public string? VerifierS256 { get; }
+    /// <summary>
+    /// The S256 challenge of a well-formed verifier; null otherwise. Only PostgreSQL's claiming statement needs it, so it
+    /// is hashed on first use: SQLite's writer checks with <see cref="Secrets.VerifiesPkce"/> and never asks.
+    /// </summary>
+    public string? VerifierS256 =>
+        CodeVerifier is not null && VerifierWellFormed ? _verifierS256 ??= Secrets.PkceS256Challenge(CodeVerifier) : null;
 
     public bool Admits(AuthorizationCode code) => Check(code) == CodeRefusal.None;
 
