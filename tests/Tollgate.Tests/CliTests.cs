@@ -203,13 +203,95 @@ public sealed class CliTests : IDisposable
         await clients.AssertEveryRedeemedCodeStaysRedeemedAsync(check, server.Http, "PostgreSQL crash");
     }
 
+    /// <summary>
+    /// The kill above leaves the operating system holding whatever PostgreSQL had written, synced or not, so it cannot
+    /// tell a commit that reached the disk from one that only reached the page cache. Here PostgreSQL's data directory is
+    /// on the power-cut disk and the database machine loses its power mid-load: only what PostgreSQL fsynced survives.
+    /// Both this test and its code-exchange twin fail against a cluster run with <c>fsync=off</c>, which passes the
+    /// kill tests (checked: after the cut the whole database was gone), and with <c>synchronous_commit=off</c> in the
+    /// node's connection string, as the kill tests do.
+    /// </summary>
+    [PowerCutFact(Postgres = true)]
+    public async Task Every_token_the_server_answered_with_survives_a_power_cut_of_the_PostgreSQL_machine()
+    {
+        await using var postgres = await PrivatePostgres.StartAsync(onPowerCutDisk: true);
+        Db = "postgres:" + postgres.ConnectionString;
+        await using var server = await StartRotatingServerAsync();
+        var clients = await StartRotatingClientsAsync(server);
+        var (check, cut) = await CutThePowerUnderPostgresAsync(postgres, clients);
+        await using (check)
+        {
+            await clients.AssertEveryAnsweredTokenSurvivedAsync(check, server.Http, $"power cut of the PostgreSQL machine, {cut}");
+        }
+    }
+
+    [PowerCutFact(Postgres = true)]
+    public async Task Every_code_the_server_redeemed_stays_redeemed_after_a_power_cut_of_the_PostgreSQL_machine()
+    {
+        await using var postgres = await PrivatePostgres.StartAsync(onPowerCutDisk: true);
+        Db = "postgres:" + postgres.ConnectionString;
+        await using var server = await StartRotatingServerAsync();
+        string[] codes;
+        await using (var store = global::Tollgate.Server.Storage.Postgres.PostgresTokenStore.Open(postgres.ConnectionString))
+        {
+            codes = await IssueCodesAsync(store, 3000);
+        }
+        var clients = new RedeemingClients(server.Http, codes);
+        var (check, cut) = await CutThePowerUnderPostgresAsync(postgres, clients);
+        await using (check)
+        {
+            await clients.AssertEveryRedeemedCodeStaysRedeemedAsync(check, server.Http, $"power cut of the PostgreSQL machine, {cut}");
+        }
+    }
+
+    /// <summary>
+    /// A database that cannot keep what it acknowledged is the operator's choice (it is common in CI), but not one to
+    /// make unknowingly: a node says so when it starts, once per setting, and says nothing on a durable one.
+    /// </summary>
+    [PostgresFact]
+    public async Task A_node_on_a_PostgreSQL_that_does_not_sync_says_so_when_it_starts()
+    {
+        await using var careless = await PrivatePostgres.StartAsync(settings: "-c fsync=off -c full_page_writes=off");
+        await using var durable = await PrivatePostgres.StartAsync();
+
+        var carelessWarnings = await StartupWarningsAsync("postgres:" + careless.ConnectionString);
+        var asynchronousWarnings = await StartupWarningsAsync("postgres:" + durable.ConnectionString + ";Options=-c synchronous_commit=off");
+        var durableWarnings = await StartupWarningsAsync("postgres:" + durable.ConnectionString);
+
+        Assert.Equal(2, carelessWarnings.Count);
+        Assert.Contains(carelessWarnings, w => w.Contains("fsync=off", StringComparison.Ordinal));
+        Assert.Contains(carelessWarnings, w => w.Contains("full_page_writes=off", StringComparison.Ordinal));
+        Assert.Contains("synchronous_commit=off", Assert.Single(asynchronousWarnings), StringComparison.Ordinal);
+        Assert.Empty(durableWarnings);
+    }
+
+    /// <summary>The durability warnings a <c>tollgate serve</c> on <paramref name="db"/> logged by the time it answered.</summary>
+    private async Task<List<string>> StartupWarningsAsync(string db)
+    {
+        await using var server = await ServerProcess.StartAsync(_directory, db);
+        return server.Output.Where(line => line.Contains("fsync=off", StringComparison.Ordinal)
+            || line.Contains("full_page_writes=off", StringComparison.Ordinal)
+            || line.Contains("synchronous_commit=off", StringComparison.Ordinal)).ToList();
+    }
+
     /// <summary>Kills the cluster under load at a moment nobody chose, starts it again, and opens a store on it for the checks.</summary>
-    private static async Task<ITokenStore> KillPostgresUnderLoadAsync(PrivatePostgres postgres, LoadingClients clients)
+    private static Task<ITokenStore> KillPostgresUnderLoadAsync(PrivatePostgres postgres, LoadingClients clients) =>
+        CrashPostgresUnderLoadAsync(postgres, clients, postgres.KillAsync);
+
+    /// <summary>As <see cref="KillPostgresUnderLoadAsync"/>, cutting the power instead; with the disk's account of the cut.</summary>
+    private static async Task<(ITokenStore Check, string Cut)> CutThePowerUnderPostgresAsync(PrivatePostgres postgres, LoadingClients clients)
+    {
+        string cut = "";
+        var check = await CrashPostgresUnderLoadAsync(postgres, clients, async () => cut = await postgres.CutThePowerAsync());
+        return (check, cut);
+    }
+
+    private static async Task<ITokenStore> CrashPostgresUnderLoadAsync(PrivatePostgres postgres, LoadingClients clients, Func<Task> crash)
     {
         await clients.WaitUntilTheTestMeansSomethingAsync();
         await Task.Delay(Random.Shared.Next(1000));
         clients.ServerMayFailFromNowOn(); // with its database gone, the node answers 503 until it is back
-        await postgres.KillAsync();
+        await crash();
         await clients.StopAsync();
         await postgres.StartAgainAsync();
         return global::Tollgate.Server.Storage.Postgres.PostgresTokenStore.Open(postgres.ConnectionString);
@@ -218,8 +300,8 @@ public sealed class CliTests : IDisposable
     /// <summary>
     /// The database lives on a disk that holds writes in a volatile cache until they are fsynced, and the power is cut
     /// mid-load. After kill -9 the kernel still writes back what the process wrote; after this, every write that was
-    /// not synced is gone, so a token answered before its batch's fsync would be lost here. SQLite only: PostgreSQL's
-    /// files are PostgreSQL's to sync, and not ours to mount; on PostgreSQL the tests above kill the database itself.
+    /// not synced is gone, so a token answered before its batch's fsync would be lost here. (On PostgreSQL it is the
+    /// database machine whose power the tests above cut.)
     /// </summary>
     [PowerCutFact]
     public Task Every_token_the_server_answered_with_survives_a_power_cut() => CutThePowerUnderRotationsAsync(walRestartsFirst: 0);

@@ -7,7 +7,8 @@ namespace Tollgate.Tests.Infrastructure;
 
 /// <summary>
 /// A PostgreSQL cluster of the test's own (initdb, a free port, a directory under /tmp), so that a test can kill the
-/// database itself, which it must never do to the shared server every other test uses.
+/// database itself, which it must never do to the shared server every other test uses; optionally with its data
+/// directory on a <see cref="PowerCutDisk"/>, so that a test can cut the database machine's power.
 /// </summary>
 /// <remarks>
 /// Uses the binaries of Debian's postgresql package, which .ci/run installs for the PostgreSQL tests; run as root (CI),
@@ -18,15 +19,19 @@ internal sealed class PrivatePostgres : IAsyncDisposable
     private readonly string _bin;
     private readonly string _directory;
     private readonly int _port;
+    private readonly PowerCutDisk? _disk;
+    private readonly string _settings;
+    private string _dataDirectory;
 
-    private PrivatePostgres(string bin, string directory, int port)
+    private PrivatePostgres(string bin, string directory, int port, PowerCutDisk? disk, string settings)
     {
         _bin = bin;
         _directory = directory;
         _port = port;
+        _disk = disk;
+        _settings = settings;
+        _dataDirectory = Path.Combine(disk?.MountPoint ?? directory, "data");
     }
-
-    private string DataDirectory => Path.Combine(_directory, "data");
 
     /// <summary>For <c>--db postgres:...</c> and for the test's own store.</summary>
     public string ConnectionString => new NpgsqlConnectionStringBuilder
@@ -34,7 +39,9 @@ internal sealed class PrivatePostgres : IAsyncDisposable
         Host = "127.0.0.1", Port = _port, Username = "postgres", Database = "tollgate", Timeout = 60, CommandTimeout = 120,
     }.ConnectionString;
 
-    public static async Task<PrivatePostgres> StartAsync()
+    /// <param name="onPowerCutDisk">The data directory on a disk that keeps only what PostgreSQL fsynced (<see cref="CutThePowerAsync"/>).</param>
+    /// <param name="settings">Server settings, as <c>-c</c> options; by default every one that makes a commit durable is on.</param>
+    public static async Task<PrivatePostgres> StartAsync(bool onPowerCutDisk = false, string settings = "-c fsync=on -c synchronous_commit=on")
     {
         string bin = Directory.Exists("/usr/lib/postgresql")
             ? Directory.GetDirectories("/usr/lib/postgresql").Select(v => Path.Combine(v, "bin"))
@@ -47,27 +54,43 @@ internal sealed class PrivatePostgres : IAsyncDisposable
         // Under /tmp, not the test's directory: the postgres user must reach it, and the socket path must stay short.
         string directory = Path.Combine("/tmp", "tollgate-pg-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(directory);
-        var cluster = new PrivatePostgres(bin, directory, FreePort());
-        if (Environment.UserName == "root")
+        bool root = Environment.UserName == "root";
+        if (root)
         {
             await RunAsync("chown", ["postgres:postgres", directory]);
         }
-        // --no-sync: the test kills processes, never the machine, so the operating system keeps every write either way.
-        await cluster.RunAsPostgresAsync("initdb", ["-D", cluster.DataDirectory, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]);
-        await cluster.StartAgainAsync();
-        await using (var admin = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(cluster.ConnectionString) { Database = "postgres", Pooling = false }.ConnectionString))
+        var disk = onPowerCutDisk ? await PowerCutDisk.MountAsync(directory) : null;
+        var cluster = new PrivatePostgres(bin, directory, FreePort(), disk, settings);
+        // initdb writes its files under the disk rather than through it: they are on the disk before the test begins
+        // either way, and through the mount they would cost seconds. --no-sync: the files are in the operating
+        // system's cache, which only a power cut of the whole machine would lose, and no test does that to /tmp.
+        try
         {
+            string initialData = disk is null ? cluster._dataDirectory : Path.Combine(disk.Backing, "data");
+            Directory.CreateDirectory(initialData);
+            if (root)
+            {
+                await RunAsync("chown", ["postgres:postgres", initialData]);
+            }
+            await cluster.RunAsPostgresAsync("initdb", ["-D", initialData, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]);
+            await cluster.StartAgainAsync();
+            await using var admin = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(cluster.ConnectionString) { Database = "postgres", Pooling = false }.ConnectionString);
             await admin.OpenAsync();
             await using var create = new NpgsqlCommand("CREATE DATABASE tollgate", admin);
             await create.ExecuteNonQueryAsync();
+        }
+        catch
+        {
+            await cluster.DisposeAsync(); // a FUSE mount left behind would outlive the test run
+            throw;
         }
         return cluster;
     }
 
     /// <summary>Starts the cluster (after <see cref="KillAsync"/>, PostgreSQL recovers from its WAL first) and waits until it accepts connections.</summary>
     public Task StartAgainAsync() => RunAsPostgresAsync("pg_ctl", [
-        "-D", DataDirectory, "-l", Path.Combine(_directory, "log"), "-w", "-t", "120", "start",
-        "-o", $"-p {_port} -k {_directory} -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=200",
+        "-D", _dataDirectory, "-l", Path.Combine(_directory, "log"), "-w", "-t", "120", "start",
+        "-o", $"-p {_port} -k {_directory} -c listen_addresses=127.0.0.1 -c max_connections=200 {_settings}",
     ]);
 
     /// <summary>
@@ -75,13 +98,34 @@ internal sealed class PrivatePostgres : IAsyncDisposable
     /// anything after the first one dies, which is what a crash of the database machine's PostgreSQL looks like. What
     /// it had in shared memory (WAL not yet written, a commit not yet flushed) is gone; what it had written is not.
     /// </summary>
-    public async Task KillAsync()
+    public Task KillAsync() => StopAndKillEveryProcessAsync(whileStopped: () => Task.CompletedTask);
+
+    /// <summary>
+    /// The database machine loses its power: every process of the cluster is stopped, everything not yet fsynced to the
+    /// power-cut disk is thrown away, and then they are killed. The cluster's data directory is from then on what the
+    /// disk held (the mount is gone), and <see cref="StartAgainAsync"/> recovers from it. Returns the disk's account.
+    /// </summary>
+    public async Task<string> CutThePowerAsync()
     {
-        int postmaster = int.Parse(File.ReadLines(Path.Combine(DataDirectory, "postmaster.pid")).First(), System.Globalization.CultureInfo.InvariantCulture);
+        var disk = _disk ?? throw new InvalidOperationException("this cluster is not on a power-cut disk");
+        string cut = "";
+        await StopAndKillEveryProcessAsync(whileStopped: async () => cut = await disk.CutPowerAsync());
+        await disk.UnmountAsync();
+        _dataDirectory = Path.Combine(disk.Backing, "data");
+        // The machine has rebooted, so no postmaster runs; its PID file may have survived empty (PostgreSQL need not
+        // sync it), and pg_ctl refuses to start over an empty one, as it would on the real machine until someone removed it.
+        File.Delete(Path.Combine(_dataDirectory, "postmaster.pid"));
+        return cut;
+    }
+
+    private async Task StopAndKillEveryProcessAsync(Func<Task> whileStopped)
+    {
+        int postmaster = int.Parse(File.ReadLines(Path.Combine(_dataDirectory, "postmaster.pid")).First(), System.Globalization.CultureInfo.InvariantCulture);
         // The postmaster first, so that it forks nothing more; then every child it has, in one signal; only then the kill.
         await ProcessSignals.SendAsync("STOP", [postmaster]);
         List<int> processes = [postmaster, .. ChildrenOf(postmaster)];
         await ProcessSignals.SendAsync("STOP", processes);
+        await whileStopped();
         await ProcessSignals.SendAsync("KILL", processes);
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (processes.Any(pid => Directory.Exists($"/proc/{pid}")) && DateTime.UtcNow < deadline)
@@ -149,11 +193,15 @@ internal sealed class PrivatePostgres : IAsyncDisposable
     {
         try
         {
-            await RunAsPostgresAsync("pg_ctl", ["-D", DataDirectory, "-m", "immediate", "-w", "stop"]);
+            await RunAsPostgresAsync("pg_ctl", ["-D", _dataDirectory, "-m", "immediate", "-w", "stop"]);
         }
         catch (InvalidOperationException)
         {
             // Not running (the test killed it and did not start it again): nothing to stop.
+        }
+        if (_disk is not null)
+        {
+            await _disk.DisposeAsync();
         }
         TempDirectory.Delete(_directory);
     }

@@ -24,9 +24,9 @@ import sys
 import threading
 
 try:
-    from fusepy import FUSE, FuseOSError, Operations  # Debian's python3-fusepy
+    from fusepy import FUSE, FuseOSError, Operations, fuse_get_context  # Debian's python3-fusepy
 except ImportError:
-    from fuse import FUSE, FuseOSError, Operations  # fusepy as pip installs it
+    from fuse import FUSE, FuseOSError, Operations, fuse_get_context  # fusepy as pip installs it
 
 PAGE = 4096
 TRACE = os.environ.get('POWERCUT_TRACE') == '1'  # every failed operation (but a missing file) on stderr
@@ -175,8 +175,16 @@ class PowerCut(Operations):
             'f_bavail', 'f_bfree', 'f_blocks', 'f_bsize', 'f_favail', 'f_ffree', 'f_files', 'f_flag', 'f_frsize',
             'f_namemax')}
 
+    def _give_to_caller(self, path):
+        # The daemon creates as root; the file belongs to whoever asked, as on a real disk. PostgreSQL, which runs as
+        # its own user, must still own its files when it restarts straight on BACKING_DIR after a cut.
+        uid, gid, _ = fuse_get_context()
+        if os.geteuid() == 0 and (uid, gid) != (0, 0):
+            os.lchown(path, uid, gid)
+
     def mkdir(self, path, mode):
         os.mkdir(self._path(path), mode)
+        self._give_to_caller(self._path(path))
 
     def rmdir(self, path):
         os.rmdir(self._path(path))
@@ -202,6 +210,7 @@ class PowerCut(Operations):
 
     def create(self, path, mode, fi=None):
         fd = os.open(self._path(path), os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+        self._give_to_caller(self._path(path))
         return fd
 
     def read(self, path, size, offset, fh):
@@ -253,7 +262,9 @@ def main():
 
     threading.Thread(target=listen, daemon=True).start()
     # attr_timeout/entry_timeout 0: sizes come from the cache on every stat, never from the kernel's memory of them.
-    FUSE(fs, mount_point, foreground=True, nothreads=False, big_writes=True, hard_remove=True, attr_timeout=0, entry_timeout=0, negative_timeout=0)
+    # allow_other: PostgreSQL runs as its own user, and FUSE lets only the mounting user in without it (root may ask).
+    FUSE(fs, mount_point, foreground=True, nothreads=False, big_writes=True, hard_remove=True, attr_timeout=0, entry_timeout=0, negative_timeout=0,
+         allow_other=True)
 
 
 if __name__ == '__main__':
