@@ -101,9 +101,16 @@ internal static class TollgateServer
         {
             app.Logger.LogWarning("Tollgate:MasterKey is not set: access-token keys are stored unencrypted (see docs/configuration.md)");
         }
-        if (store is Storage.Postgres.PostgresTokenStore postgres && await postgres.DescribeConnectionBudgetAsync(ct) is { } overBudget)
+        if (store is Storage.Postgres.PostgresTokenStore postgres)
         {
-            app.Logger.LogWarning("{Warning}", overBudget);
+            if (await postgres.DescribeConnectionBudgetAsync(ct) is { } overBudget)
+            {
+                app.Logger.LogWarning("{Warning}", overBudget);
+            }
+            foreach (string risk in await postgres.DescribeDurabilityRisksAsync(ct))
+            {
+                app.Logger.LogWarning("{Warning}", risk);
+            }
         }
 
         var limits = options.Limits;

@@ -75,7 +75,7 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     public Uri BaseAddress { get; }
 
-    /// <summary>Every line the server wrote to stdout after it started listening (its console log).</summary>
+    /// <summary>Every line the server wrote to stdout (its console log), from its start-up warnings on.</summary>
     public IReadOnlyCollection<string> Output => _output;
 
     public HttpClient Http { get; }
@@ -86,6 +86,7 @@ internal sealed class ServerProcess : IAsyncDisposable
         process.StandardInput.Close();
         var errors = process.StandardError.ReadToEndAsync();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        List<string> beforeListening = [];
         while (true)
         {
             string? line = await process.StandardOutput.ReadLineAsync(timeout.Token);
@@ -94,10 +95,15 @@ internal sealed class ServerProcess : IAsyncDisposable
                 throw new InvalidOperationException($"tollgate serve exited: {await errors}");
             }
             const string marker = "tollgate: listening on ";
-            if (line.StartsWith(marker, StringComparison.Ordinal))
+            if (!line.StartsWith(marker, StringComparison.Ordinal))
+            {
+                beforeListening.Add(line);
+            }
+            else
             {
                 // Keep draining stdout so the child never blocks on a full pipe; tests read the log lines.
                 var server = new ServerProcess(process, new Uri(line[marker.Length..].Split(' ')[0]));
+                beforeListening.ForEach(server._output.Enqueue);
                 _ = Task.Run(async () =>
                 {
                     while (await process.StandardOutput.ReadLineAsync(CancellationToken.None) is { } next)

@@ -118,6 +118,49 @@ internal sealed partial class PostgresTokenStore : ITokenStore
         }
     }
 
+    /// <summary>
+    /// A warning for each setting under which a token this node answers could be lost, or the database corrupted, when
+    /// the database machine crashes or loses power; empty when there is none. Tollgate forces
+    /// <c>synchronous_commit = on</c> in its own sessions, but its connection string may override that, and <c>fsync</c>
+    /// and <c>full_page_writes</c> are the server's: an operator who turned them off for a fast throwaway database
+    /// (common in CI) should be told before that database holds anyone's tokens. The kill tests cannot tell these apart
+    /// from a durable setup; only a power cut shows them (<c>..._survives_a_power_cut_of_the_PostgreSQL_machine</c>).
+    /// </summary>
+    public async Task<IReadOnlyList<string>> DescribeDurabilityRisksAsync(CancellationToken ct)
+    {
+        string fsync, fullPageWrites, synchronousCommit;
+        try
+        {
+            await using var connection = await _dataSource.OpenConnectionAsync(ct);
+            fsync = (string)(await ScalarAsync(connection, null, ct, "SHOW fsync"))!;
+            fullPageWrites = (string)(await ScalarAsync(connection, null, ct, "SHOW full_page_writes"))!;
+            synchronousCommit = (string)(await ScalarAsync(connection, null, ct, "SHOW synchronous_commit"))!;
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidCastException)
+        {
+            return []; // the check is advice; the store's own errors surface on real requests
+        }
+        List<string> risks = [];
+        if (fsync == "off")
+        {
+            risks.Add("PostgreSQL runs with fsync=off: it never forces its writes to disk, so if the database machine crashes or "
+                      + "loses power, tokens this node answered are lost and the database itself may be corrupt. Fine for a "
+                      + "throwaway test database, never for one that holds real tokens.");
+        }
+        if (fullPageWrites == "off")
+        {
+            risks.Add("PostgreSQL runs with full_page_writes=off: a page half-written when the database machine loses power "
+                      + "cannot be repaired from the WAL, unless its file system never tears a page (ZFS, for one).");
+        }
+        if (synchronousCommit == "off")
+        {
+            risks.Add("The connection string sets synchronous_commit=off: PostgreSQL acknowledges a commit before it is on disk, "
+                      + "so tokens this node answered in the last moments before a crash of PostgreSQL are lost. Remove the "
+                      + "setting: Tollgate's sessions otherwise commit synchronously whatever the server's default.");
+        }
+        return risks;
+    }
+
     // ---- Plumbing: transactions with retries ----
 
     /// <summary>
