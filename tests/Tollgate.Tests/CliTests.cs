@@ -176,32 +176,12 @@ public sealed class CliTests : IDisposable
     /// then carries on once PostgreSQL is back, without a restart of its own.
     /// </summary>
     [PostgresFact]
-    public async Task Every_token_the_server_answered_with_survives_PostgreSQL_killed_mid_load()
-    {
-        await using var postgres = await PrivatePostgres.StartAsync();
-        Db = "postgres:" + postgres.ConnectionString;
-        await using var server = await StartRotatingServerAsync();
-        var clients = await StartRotatingClientsAsync(server);
-        await using var check = await KillPostgresUnderLoadAsync(postgres, clients);
-        await clients.AssertEveryAnsweredTokenSurvivedAsync(check, server.Http, "PostgreSQL crash");
-    }
+    public Task Every_token_the_server_answered_with_survives_PostgreSQL_killed_mid_load() =>
+        RotateThroughAPostgresCrashAsync(cutThePower: false);
 
     [PostgresFact]
-    public async Task Every_code_the_server_redeemed_stays_redeemed_after_PostgreSQL_was_killed_mid_load()
-    {
-        // The code redemptions' batches, as above: a lost redemption would let a code be exchanged twice.
-        await using var postgres = await PrivatePostgres.StartAsync();
-        Db = "postgres:" + postgres.ConnectionString;
-        await using var server = await StartRotatingServerAsync();
-        string[] codes;
-        await using (var store = global::Tollgate.Server.Storage.Postgres.PostgresTokenStore.Open(postgres.ConnectionString))
-        {
-            codes = await IssueCodesAsync(store, 3000);
-        }
-        var clients = new RedeemingClients(server.Http, codes);
-        await using var check = await KillPostgresUnderLoadAsync(postgres, clients);
-        await clients.AssertEveryRedeemedCodeStaysRedeemedAsync(check, server.Http, "PostgreSQL crash");
-    }
+    public Task Every_code_the_server_redeemed_stays_redeemed_after_PostgreSQL_was_killed_mid_load() =>
+        RedeemThroughAPostgresCrashAsync(cutThePower: false);
 
     /// <summary>
     /// The kill above leaves the operating system holding whatever PostgreSQL had written, synced or not, so it cannot
@@ -212,23 +192,30 @@ public sealed class CliTests : IDisposable
     /// node's connection string, as the kill tests do.
     /// </summary>
     [PowerCutFact(Postgres = true)]
-    public async Task Every_token_the_server_answered_with_survives_a_power_cut_of_the_PostgreSQL_machine()
+    public Task Every_token_the_server_answered_with_survives_a_power_cut_of_the_PostgreSQL_machine() =>
+        RotateThroughAPostgresCrashAsync(cutThePower: true);
+
+    [PowerCutFact(Postgres = true)]
+    public Task Every_code_the_server_redeemed_stays_redeemed_after_a_power_cut_of_the_PostgreSQL_machine() =>
+        RedeemThroughAPostgresCrashAsync(cutThePower: true);
+
+    private async Task RotateThroughAPostgresCrashAsync(bool cutThePower)
     {
-        await using var postgres = await PrivatePostgres.StartAsync(onPowerCutDisk: true);
+        await using var postgres = await PrivatePostgres.StartAsync(onPowerCutDisk: cutThePower);
         Db = "postgres:" + postgres.ConnectionString;
         await using var server = await StartRotatingServerAsync();
         var clients = await StartRotatingClientsAsync(server);
-        var (check, cut) = await CutThePowerUnderPostgresAsync(postgres, clients);
+        var (check, crash) = await CrashPostgresUnderLoadAsync(postgres, clients, cutThePower);
         await using (check)
         {
-            await clients.AssertEveryAnsweredTokenSurvivedAsync(check, server.Http, $"power cut of the PostgreSQL machine, {cut}");
+            await clients.AssertEveryAnsweredTokenSurvivedAsync(check, server.Http, crash);
         }
     }
 
-    [PowerCutFact(Postgres = true)]
-    public async Task Every_code_the_server_redeemed_stays_redeemed_after_a_power_cut_of_the_PostgreSQL_machine()
+    /// <summary>The code redemptions' batches, as with rotations: a lost redemption would let a code be exchanged twice.</summary>
+    private async Task RedeemThroughAPostgresCrashAsync(bool cutThePower)
     {
-        await using var postgres = await PrivatePostgres.StartAsync(onPowerCutDisk: true);
+        await using var postgres = await PrivatePostgres.StartAsync(onPowerCutDisk: cutThePower);
         Db = "postgres:" + postgres.ConnectionString;
         await using var server = await StartRotatingServerAsync();
         string[] codes;
@@ -237,11 +224,35 @@ public sealed class CliTests : IDisposable
             codes = await IssueCodesAsync(store, 3000);
         }
         var clients = new RedeemingClients(server.Http, codes);
-        var (check, cut) = await CutThePowerUnderPostgresAsync(postgres, clients);
+        var (check, crash) = await CrashPostgresUnderLoadAsync(postgres, clients, cutThePower);
         await using (check)
         {
-            await clients.AssertEveryRedeemedCodeStaysRedeemedAsync(check, server.Http, $"power cut of the PostgreSQL machine, {cut}");
+            await clients.AssertEveryRedeemedCodeStaysRedeemedAsync(check, server.Http, crash);
         }
+    }
+
+    /// <summary>
+    /// Kills the cluster, or cuts its machine's power, under load at a moment nobody chose; starts it again and opens a
+    /// store on it for the checks. With an account of the crash for the failure messages.
+    /// </summary>
+    private static async Task<(ITokenStore Check, string Crash)> CrashPostgresUnderLoadAsync(
+        PrivatePostgres postgres, LoadingClients clients, bool cutThePower)
+    {
+        await clients.WaitUntilTheTestMeansSomethingAsync();
+        await Task.Delay(Random.Shared.Next(1000));
+        clients.ServerMayFailFromNowOn(); // with its database gone, the node answers 503 until it is back
+        string crash = "PostgreSQL crash";
+        if (cutThePower)
+        {
+            crash = $"power cut of the PostgreSQL machine, {await postgres.CutThePowerAsync()}";
+        }
+        else
+        {
+            await postgres.KillAsync();
+        }
+        await clients.StopAsync();
+        await postgres.StartAgainAsync();
+        return (global::Tollgate.Server.Storage.Postgres.PostgresTokenStore.Open(postgres.ConnectionString), crash);
     }
 
     /// <summary>
@@ -272,29 +283,6 @@ public sealed class CliTests : IDisposable
         return server.Output.Where(line => line.Contains("fsync=off", StringComparison.Ordinal)
             || line.Contains("full_page_writes=off", StringComparison.Ordinal)
             || line.Contains("synchronous_commit=off", StringComparison.Ordinal)).ToList();
-    }
-
-    /// <summary>Kills the cluster under load at a moment nobody chose, starts it again, and opens a store on it for the checks.</summary>
-    private static Task<ITokenStore> KillPostgresUnderLoadAsync(PrivatePostgres postgres, LoadingClients clients) =>
-        CrashPostgresUnderLoadAsync(postgres, clients, postgres.KillAsync);
-
-    /// <summary>As <see cref="KillPostgresUnderLoadAsync"/>, cutting the power instead; with the disk's account of the cut.</summary>
-    private static async Task<(ITokenStore Check, string Cut)> CutThePowerUnderPostgresAsync(PrivatePostgres postgres, LoadingClients clients)
-    {
-        string cut = "";
-        var check = await CrashPostgresUnderLoadAsync(postgres, clients, async () => cut = await postgres.CutThePowerAsync());
-        return (check, cut);
-    }
-
-    private static async Task<ITokenStore> CrashPostgresUnderLoadAsync(PrivatePostgres postgres, LoadingClients clients, Func<Task> crash)
-    {
-        await clients.WaitUntilTheTestMeansSomethingAsync();
-        await Task.Delay(Random.Shared.Next(1000));
-        clients.ServerMayFailFromNowOn(); // with its database gone, the node answers 503 until it is back
-        await crash();
-        await clients.StopAsync();
-        await postgres.StartAgainAsync();
-        return global::Tollgate.Server.Storage.Postgres.PostgresTokenStore.Open(postgres.ConnectionString);
     }
 
     /// <summary>
