@@ -191,11 +191,11 @@ public sealed class CliTests : IDisposable
     /// kill tests (checked: after the cut the whole database was gone), and with <c>synchronous_commit=off</c> in the
     /// node's connection string, as the kill tests do.
     /// </summary>
-    [PowerCutFact(Postgres = true)]
+    [PostgresPowerCutFact]
     public Task Every_token_the_server_answered_with_survives_a_power_cut_of_the_PostgreSQL_machine() =>
         RotateThroughAPostgresCrashAsync(cutThePower: true);
 
-    [PowerCutFact(Postgres = true)]
+    [PostgresPowerCutFact]
     public Task Every_code_the_server_redeemed_stays_redeemed_after_a_power_cut_of_the_PostgreSQL_machine() =>
         RedeemThroughAPostgresCrashAsync(cutThePower: true);
 

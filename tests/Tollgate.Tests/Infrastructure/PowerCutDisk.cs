@@ -125,27 +125,11 @@ internal sealed class PowerCutDisk : IAsyncDisposable
 /// </summary>
 internal sealed class PowerCutFactAttribute : FactAttribute
 {
-    private bool _postgres;
-
     public PowerCutFactAttribute()
     {
         if (Environment.GetEnvironmentVariable("TOLLGATE_TEST_POWER_CUT") == "off")
         {
             Skip = "TOLLGATE_TEST_POWER_CUT=off: this machine has no /dev/fuse for the power-cut disk";
-        }
-    }
-
-    /// <summary>The test also needs PostgreSQL (a private cluster on the disk), so it is skipped where the PostgreSQL tests are too.</summary>
-    public bool Postgres
-    {
-        get => _postgres;
-        set
-        {
-            _postgres = value;
-            if (value && !TestStores.PostgresEnabled)
-            {
-                Skip ??= $"{TestStores.StoresVariable} leaves PostgreSQL out";
-            }
         }
     }
 }

@@ -82,6 +82,12 @@ public sealed class PostgresFactAttribute : FactAttribute
     }
 }
 
+/// <summary>A test on the power-cut disk that also needs PostgreSQL (a private cluster on it): skipped where either is.</summary>
+internal sealed class PostgresPowerCutFactAttribute : FactAttribute
+{
+    public PostgresPowerCutFactAttribute() => Skip = new PowerCutFactAttribute().Skip ?? new PostgresFactAttribute().Skip;
+}
+
 /// <summary>A fresh, empty database of either kind for one test, deleted afterwards.</summary>
 internal sealed class TestDatabase : IAsyncDisposable
 {
