@@ -16,7 +16,8 @@ that answers before its fsync loses that write every time) and more lenient in a
 deleting files reach the directory at once): it is file contents that a durability bug loses.
 
 Talks on stdout: "mounted" once the file system is up, "cut: N pages of M files thrown away" after a cut.
-Needs Debian's python3-fusepy (and /dev/fuse); runs as root, which lets libfuse mount without fusermount.
+Needs Debian's python3-fusepy (and /dev/fuse); runs as root, which lets libfuse mount without fusermount. Other users
+may enter it, and what they create is theirs, so that PostgreSQL can run on it as its own user.
 """
 import errno
 import os
