@@ -57,6 +57,54 @@ public sealed class PowerCutDiskTests : IDisposable
         Assert.Equal("never!", await File.ReadAllTextAsync(Path.Combine(disk.Backing, "plain.txt")));
     }
 
+    [PowerCutFact]
+    public async Task A_new_or_replaced_name_lasts_only_once_its_directory_is_synced()
+    {
+        // fsync(2): syncing a file does not make the directory entry that names it durable; syncing the directory does.
+        // A store that creates its directory or renames a file into place, and syncs only the file, loses it here.
+        await using var disk = await PowerCutDisk.MountAsync(_directory);
+        string directory = Path.Combine(disk.MountPoint, "d");
+        Directory.CreateDirectory(directory);
+        await SyncDirectoryAsync(disk.MountPoint);
+        WriteSynced(Path.Combine(directory, "kept"), "old");
+        await SyncDirectoryAsync(directory);
+
+        WriteSynced(Path.Combine(directory, "unnamed"), "synced, in a directory that was not");
+        WriteSynced(Path.Combine(directory, "replacement"), "new");
+        File.Move(Path.Combine(directory, "replacement"), Path.Combine(directory, "kept"), overwrite: true);
+        Directory.CreateDirectory(Path.Combine(directory, "new-directory"));
+        await SyncDirectoryAsync(Path.Combine(directory, "new-directory")); // its own entries, not its name in d
+        Assert.Equal("new", await File.ReadAllTextAsync(Path.Combine(directory, "kept")));
+
+        string cut = await disk.CutPowerAsync();
+        await disk.UnmountAsync();
+
+        Assert.Contains("4 directory changes undone", cut, StringComparison.Ordinal);
+        string survivor = Path.Combine(disk.Backing, "d");
+        Assert.Equal(["kept"], Directory.EnumerateFileSystemEntries(survivor).Select(e => Path.GetFileName(e)));
+        Assert.Equal("old", await File.ReadAllTextAsync(Path.Combine(survivor, "kept")));
+        Assert.Equal(["d"], Directory.EnumerateFileSystemEntries(disk.Backing).Select(e => Path.GetFileName(e))); // no stash left behind
+    }
+
+    private static void WriteSynced(string path, string text)
+    {
+        using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write);
+        stream.Write(System.Text.Encoding.UTF8.GetBytes(text));
+        stream.Flush(flushToDisk: true);
+    }
+
+    /// <summary>fsync of a directory, which .NET does not offer; through Python, which the disk needs anyway.</summary>
+    private static async Task SyncDirectoryAsync(string directory)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3")
+        {
+            ArgumentList = { "-c", "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); os.close(fd)", directory },
+        };
+        using var python = System.Diagnostics.Process.Start(start)!;
+        await python.WaitForExitAsync();
+        Assert.Equal(0, python.ExitCode);
+    }
+
     private static SqliteConnection Open(string path)
     {
         var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());

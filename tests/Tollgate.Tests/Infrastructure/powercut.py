@@ -5,22 +5,28 @@
 
 Everything written under MOUNT_POINT stays in this process's memory, the way a disk's cache (or the kernel's page
 cache) holds it, until the program that wrote it calls fsync or fdatasync on the file; only then is it written to the
-same file under BACKING_DIR, and that file fsynced. A line "cut" on stdin cuts the power: every write not yet synced
-is thrown away and every later operation fails with EIO, as on a machine whose disk stopped. Unmount afterwards
-(`umount MOUNT_POINT`) and BACKING_DIR holds exactly what had reached the disk before the cut. Unmounted without a
-cut, it writes everything back first, as a clean shutdown would.
+same file under BACKING_DIR, and that file fsynced. Creating, renaming and deleting files and directories is seen at
+once, but is durable only once every directory it changed has been fsynced, as POSIX has it (fsync(2): syncing a file
+does not sync the directory entry that names it). A line "cut" on stdin cuts the power: every write not yet synced
+is thrown away, every change of a directory not yet synced is undone, and every later operation fails with EIO, as
+on a machine whose disk stopped. Unmount afterwards (`umount MOUNT_POINT`) and BACKING_DIR holds exactly what had
+reached the disk before the cut. Unmounted without a cut, it writes everything back first, as a clean shutdown would.
 
 Why not the kernel's own tools: dm-flakey and dm-log-writes need device-mapper, which this machine's kernel lacks;
-/dev/fuse is there. Stricter than a real disk in one way (nothing unsynced ever reaches the disk early, so a program
-that answers before its fsync loses that write every time) and more lenient in another (creating, renaming and
-deleting files reach the directory at once): it is file contents that a durability bug loses.
+/dev/fuse is there. Stricter than most real disks (nothing unsynced ever reaches the disk early, so a program that
+answers before its fsync loses that write every time, and a journaling file system often makes a new name durable
+along with the file's own fsync, which this does not); more lenient in one way: a file's size, mode and times are
+durable at once.
 
-Talks on stdout: "mounted" once the file system is up, "cut: N pages of M files thrown away" after a cut.
+Talks on stdout: "mounted" once the file system is up, "cut: N pages of M files thrown away, K directory changes
+undone" after a cut. Files deleted or replaced while their directory is unsynced wait in BACKING_DIR/.powercut-stash,
+which the mount does not show, and which is gone once the disk is unmounted.
 Needs Debian's python3-fusepy (and /dev/fuse); runs as root, which lets libfuse mount without fusermount. Other users
 may enter it, and what they create is theirs, so that PostgreSQL can run on it as its own user.
 """
 import errno
 import os
+import shutil
 import sys
 import threading
 
@@ -30,6 +36,7 @@ except ImportError:
     from fuse import FUSE, FuseOSError, Operations, fuse_get_context  # fusepy as pip installs it
 
 PAGE = 4096
+STASH = '.powercut-stash'
 TRACE = os.environ.get('POWERCUT_TRACE') == '1'  # every failed operation (but a missing file) on stderr
 
 
@@ -98,12 +105,33 @@ class Cache:
         os.fsync(self.fd)
 
 
+class Change:
+    """A change to the namespace (a name created, renamed or removed) that is durable only once every directory it
+    changed has been fsynced; until then a cut undoes it."""
+
+    def __init__(self, directories, undo, forget):
+        self.directories = set(directories)  # backing paths of the directories still to be synced
+        self.undo = undo  # puts the names back as they were before the change
+        self.forget = forget  # once durable: drops what undo needed (a stashed file), or None
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
 class PowerCut(Operations):
     def __init__(self, backing):
         self.backing = os.path.realpath(backing)
         self.mutex = threading.Lock()
         self.caches = {}  # inode on the backing file system -> Cache
+        self.changes = []  # Change, oldest first, not yet durable
+        self.stash = os.path.join(self.backing, STASH)
+        self.stashed = 0
         self.cut = False
+        os.makedirs(self.stash, exist_ok=True)
 
     # fusepy registers every operation the class has; None leaves one out. Without `lock` the kernel keeps POSIX locks
     # itself, as SQLite needs; without the xattr calls the kernel stops asking for them (it would on every write).
@@ -112,7 +140,17 @@ class PowerCut(Operations):
     listxattr = None
 
     def _path(self, path):
-        return os.path.join(self.backing, path.lstrip('/'))
+        return os.path.normpath(os.path.join(self.backing, path.lstrip('/')))
+
+    def _changed(self, directories, undo, forget=None):
+        self.changes.append(Change(directories, undo, forget))
+
+    def _put_aside(self, path):
+        """Moves a name that a change removes or replaces into the stash, so that a cut can bring it back."""
+        self.stashed += 1
+        aside = os.path.join(self.stash, str(self.stashed))
+        os.rename(path, aside)
+        return aside
 
     def __call__(self, op, *args):
         with self.mutex:
@@ -133,7 +171,15 @@ class PowerCut(Operations):
             for cache in self.caches.values():
                 os.close(cache.fd)
             self.caches.clear()
-        return pages, files
+            undone = len(self.changes)
+            for change in reversed(self.changes):
+                try:
+                    change.undo()
+                except OSError as e:
+                    print('could not undo a directory change: %s' % e, file=sys.stderr, flush=True)
+            self.changes.clear()
+            shutil.rmtree(self.stash, ignore_errors=True)
+        return pages, files, undone
 
     def _cache(self, fh, create):
         st = os.fstat(fh)
@@ -152,6 +198,8 @@ class PowerCut(Operations):
                 cache.write_back()
                 os.close(cache.fd)
             self.caches.clear()
+            self.changes.clear()  # a clean shutdown syncs every directory
+            shutil.rmtree(self.stash, ignore_errors=True)
 
     def getattr(self, path, fh=None):
         st = os.fstat(fh) if fh is not None else os.lstat(self._path(path))
@@ -168,7 +216,8 @@ class PowerCut(Operations):
             raise FuseOSError(errno.EACCES)
 
     def readdir(self, path, fh):
-        return ['.', '..'] + os.listdir(self._path(path))
+        names = os.listdir(self._path(path))
+        return ['.', '..'] + [n for n in names if path != '/' or n != STASH]
 
     def statfs(self, path):
         st = os.statvfs(self._path(path))
@@ -184,11 +233,17 @@ class PowerCut(Operations):
             os.lchown(path, uid, gid)
 
     def mkdir(self, path, mode):
-        os.mkdir(self._path(path), mode)
-        self._give_to_caller(self._path(path))
+        made = self._path(path)
+        os.mkdir(made, mode)
+        self._give_to_caller(made)
+        self._changed([os.path.dirname(made)], undo=lambda: shutil.rmtree(made))
 
     def rmdir(self, path):
-        os.rmdir(self._path(path))
+        removed = self._path(path)
+        if os.listdir(removed):
+            raise FuseOSError(errno.ENOTEMPTY)
+        aside = self._put_aside(removed)
+        self._changed([os.path.dirname(removed)], undo=lambda: os.rename(aside, removed), forget=lambda: os.rmdir(aside))
 
     def chmod(self, path, mode):
         os.chmod(self._path(path), mode)
@@ -200,18 +255,34 @@ class PowerCut(Operations):
         os.utime(self._path(path), times)
 
     def rename(self, old, new):
-        os.rename(self._path(old), self._path(new))
+        source, target = self._path(old), self._path(new)
+        if os.path.isdir(target) and not os.path.islink(target) and os.listdir(target):
+            raise FuseOSError(errno.ENOTEMPTY)
+        replaced = self._put_aside(target) if os.path.lexists(target) else None
+        os.rename(source, target)
+
+        def undo():
+            os.rename(target, source)
+            if replaced is not None:
+                os.rename(replaced, target)
+        self._changed({os.path.dirname(source), os.path.dirname(target)}, undo,
+                      forget=(lambda: _remove(replaced)) if replaced is not None else None)
 
     def unlink(self, path):
-        os.unlink(self._path(path))  # a cache for it stays until its last writer syncs or the power goes
+        # A cache for it stays until its last writer syncs or the power goes; the name waits aside until the directory is synced.
+        removed = self._path(path)
+        aside = self._put_aside(removed)
+        self._changed([os.path.dirname(removed)], undo=lambda: os.rename(aside, removed), forget=lambda: os.unlink(aside))
 
     def open(self, path, flags):
         # The cache owns the contents, so the backing file is never opened to truncate or append on its own.
         return os.open(self._path(path), flags & ~(os.O_TRUNC | os.O_APPEND | os.O_CREAT | os.O_EXCL))
 
     def create(self, path, mode, fi=None):
-        fd = os.open(self._path(path), os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
-        self._give_to_caller(self._path(path))
+        created = self._path(path)
+        fd = os.open(created, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+        self._give_to_caller(created)
+        self._changed([os.path.dirname(created)], undo=lambda: os.unlink(created))
         return fd
 
     def read(self, path, size, offset, fh):
@@ -248,7 +319,15 @@ class PowerCut(Operations):
         os.close(fh)
 
     def fsyncdir(self, path, datasync, fh):
-        pass  # directory entries reach the disk at once here
+        synced = self._path(path)
+        pending = []
+        for change in self.changes:
+            change.directories.discard(synced)
+            if change.directories:
+                pending.append(change)
+            elif change.forget is not None:
+                change.forget()
+        self.changes = pending
 
 
 def main():
@@ -258,8 +337,8 @@ def main():
     def listen():
         for line in sys.stdin:
             if line.strip() == 'cut':
-                pages, files = fs.cut_power()
-                print('cut: %d pages of %d files thrown away' % (pages, files), flush=True)
+                pages, files, undone = fs.cut_power()
+                print('cut: %d pages of %d files thrown away, %d directory changes undone' % (pages, files, undone), flush=True)
 
     threading.Thread(target=listen, daemon=True).start()
     # attr_timeout/entry_timeout 0: sizes come from the cache on every stat, never from the kernel's memory of them.
