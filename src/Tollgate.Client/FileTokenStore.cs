@@ -181,14 +181,24 @@ public sealed class FileTokenStore : IRefreshTokenStore
         return options;
     }
 
+    /// <summary>
+    /// Creates the directory and any missing parent, each made durable: a new name is on disk only once the directory
+    /// holding it is fsynced (fsync(2)), so without that a power cut right after the first login would take the new
+    /// directory, and the refresh token synced inside it, away.
+    /// </summary>
     private static void CreateDirectory(string directory)
     {
         if (Directory.Exists(directory))
             return;
+        var parent = System.IO.Path.GetDirectoryName(directory);
+        if (parent is not null)
+            CreateDirectory(parent);
         if (OperatingSystem.IsWindows())
             Directory.CreateDirectory(directory);
         else
             Directory.CreateDirectory(directory, OwnerOnlyDirectory);
+        if (parent is not null)
+            NativeMethods.FsyncDirectory(parent);
     }
 
     private static void TryDelete(string path)

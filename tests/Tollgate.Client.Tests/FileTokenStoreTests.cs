@@ -35,7 +35,9 @@ public sealed class FileTokenStoreTests : IDisposable
     {
         // On a disk that keeps every write in a volatile cache until it is fsynced (and drops what was not at the cut),
         // a rotated refresh token the store said it wrote must be there after the power goes, and whole: the old
-        // token is already spent at the server, so a file that lost the new one, or was torn, loses the login.
+        // token is already spent at the server, so a file that lost the new one, or was torn, loses the login. The
+        // store's directory is new, and a new name lasts only once its parent directory is synced: without that the
+        // token was lost with the directory.
         await using var disk = await PowerCutDisk.MountAsync(_dir.Path);
         var store = new FileTokenStore(Path.Combine(disk.MountPoint, "tollgate", "credentials"));
         await store.WriteAsync(Sample("Atzr|first"));
