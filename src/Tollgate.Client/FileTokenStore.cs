@@ -1,3 +1,4 @@
+using Tollgate.Durability;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -126,7 +127,7 @@ public sealed class FileTokenStore : IRefreshTokenStore
             TryDelete(temp);
             throw;
         }
-        NativeMethods.FsyncDirectory(directory);
+        DurableDirectory.Sync(directory);
     }
 
     /// <inheritdoc />
@@ -144,7 +145,7 @@ public sealed class FileTokenStore : IRefreshTokenStore
         // Only ever delete our own file; the key is not needed to recognise it.
         _ = ParseEnvelope(bytes);
         File.Delete(Path);
-        NativeMethods.FsyncDirectory(System.IO.Path.GetDirectoryName(Path)!);
+        DurableDirectory.Sync(System.IO.Path.GetDirectoryName(Path)!);
         return true;
     }
 
@@ -181,25 +182,7 @@ public sealed class FileTokenStore : IRefreshTokenStore
         return options;
     }
 
-    /// <summary>
-    /// Creates the directory and any missing parent, each made durable: a new name is on disk only once the directory
-    /// holding it is fsynced (fsync(2)), so without that a power cut right after the first login would take the new
-    /// directory, and the refresh token synced inside it, away.
-    /// </summary>
-    private static void CreateDirectory(string directory)
-    {
-        if (Directory.Exists(directory))
-            return;
-        var parent = System.IO.Path.GetDirectoryName(directory);
-        if (parent is not null)
-            CreateDirectory(parent);
-        if (OperatingSystem.IsWindows())
-            Directory.CreateDirectory(directory);
-        else
-            Directory.CreateDirectory(directory, OwnerOnlyDirectory);
-        if (parent is not null)
-            NativeMethods.FsyncDirectory(parent);
-    }
+    private static void CreateDirectory(string directory) => DurableDirectory.Create(directory, OwnerOnlyDirectory);
 
     private static void TryDelete(string path)
     {
@@ -251,7 +234,7 @@ public sealed class FileTokenStore : IRefreshTokenStore
             }
             // No overwrite: if another process created the key first, use that one.
             File.Move(temp, KeyPath, overwrite: false);
-            NativeMethods.FsyncDirectory(directory);
+            DurableDirectory.Sync(directory);
             return key;
         }
         catch (IOException) when (File.Exists(KeyPath))

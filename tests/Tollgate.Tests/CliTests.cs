@@ -307,7 +307,7 @@ public sealed class CliTests : IDisposable
     private async Task CutThePowerUnderRotationsAsync(int walRestartsFirst)
     {
         await using var disk = await PowerCutDisk.MountAsync(_directory);
-        Db = "sqlite:" + Path.Combine(disk.MountPoint, "tollgate.db");
+        Db = "sqlite:" + Path.Combine(disk.MountPoint, DbOnTheDisk);
         await using var server = await StartRotatingServerAsync();
         var clients = await StartRotatingClientsAsync(server);
         var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(4);
@@ -325,6 +325,12 @@ public sealed class CliTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// Where the power-cut tests keep the database: in directories that tollgate creates itself, since a new directory's
+    /// name lasts a power cut only once the directory above it is synced, and SQLite syncs only the database's own.
+    /// </summary>
+    private static readonly string DbOnTheDisk = Path.Combine("var", "lib", "tollgate", "tollgate.db");
+
     /// <summary>The server's count of WAL restarts, from its Prometheus endpoint (0 until the first).</summary>
     private static async Task<long> WalRestartsAsync(ServerProcess server)
     {
@@ -339,7 +345,7 @@ public sealed class CliTests : IDisposable
         // As above, with one-use authorization codes: a code redeemed before the cut, whose tokens were answered,
         // must not be redeemable after it (a lost redemption would let the code be exchanged twice).
         await using var disk = await PowerCutDisk.MountAsync(_directory);
-        string path = Path.Combine(disk.MountPoint, "tollgate.db");
+        string path = Path.Combine(disk.MountPoint, DbOnTheDisk);
         Db = "sqlite:" + path;
         await using var server = await StartRotatingServerAsync();
         string[] codes;
@@ -379,7 +385,7 @@ public sealed class CliTests : IDisposable
         await clients.StopAsync();
         await disk.UnmountAsync();
 
-        string survivor = Path.Combine(disk.Backing, "tollgate.db");
+        string survivor = Path.Combine(disk.Backing, DbOnTheDisk);
         Db = "sqlite:" + survivor;
         var restarted = await ServerProcess.StartAsync(_directory, Db, RotatingServerEnvironment);
         return (restarted, SqliteTokenStore.Open(survivor), cut);

@@ -27,7 +27,9 @@ internal sealed partial class SqliteTokenStore : ITokenStore
         var directory = Path.GetDirectoryName(Path.GetFullPath(path));
         if (directory is not null)
         {
-            Directory.CreateDirectory(directory);
+            // SQLite syncs the directory it creates its WAL in, so the file's own name lasts; the names of the
+            // directories above it, when Tollgate creates them, are made to last here.
+            Tollgate.Durability.DurableDirectory.Create(directory);
         }
         var builder = new SqliteConnectionStringBuilder
         {
