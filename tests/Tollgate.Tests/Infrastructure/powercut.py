@@ -256,6 +256,8 @@ class PowerCut(Operations):
 
     def rename(self, old, new):
         source, target = self._path(old), self._path(new)
+        if source == target:
+            return  # rename(2) of a name onto itself changes nothing
         if os.path.isdir(target) and not os.path.islink(target) and os.listdir(target):
             raise FuseOSError(errno.ENOTEMPTY)
         replaced = self._put_aside(target) if os.path.lexists(target) else None
