@@ -255,13 +255,14 @@ public sealed class PostgresStoreTests
                 await lockCodes.ExecuteNonQueryAsync();
             }
             exchanges = Task.WhenAll(codes.Select(Exchange));
-            // Well inside the store's 3 s lock_timeout, which the two waiting claims are subject to.
+            // Well inside the store's 3 s lock_timeout, which the two waiting claims are subject to. On a loaded machine
+            // not every request gets through HTTP that soon (CI once saw 29 of 30 queued); two queued can share already.
             var deadline = DateTime.UtcNow.AddSeconds(2);
             while (store.RedemptionsWaiting < Codes - 2 && DateTime.UtcNow < deadline)
             {
                 await Task.Delay(5);
             }
-            Assert.Equal(Codes - 2, store.RedemptionsWaiting);
+            Assert.True(store.RedemptionsWaiting >= 2, $"only {store.RedemptionsWaiting} exchanges queued behind the held table in 2 s");
             await hold.RollbackAsync();
         }
         var first = await exchanges;
