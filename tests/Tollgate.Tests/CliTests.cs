@@ -257,7 +257,8 @@ public sealed class CliTests : IDisposable
 
     /// <summary>
     /// A database that cannot keep what it acknowledged is the operator's choice (it is common in CI), but not one to
-    /// make unknowingly: a node says so when it starts, once per setting, and says nothing on a durable one.
+    /// make unknowingly: a node says so when it starts, once per setting, and says nothing on a durable one; and
+    /// <c>tollgate db status</c> lists the same risks.
     /// </summary>
     [PostgresFact]
     public async Task A_node_on_a_PostgreSQL_that_does_not_sync_says_so_when_it_starts()
@@ -269,11 +270,19 @@ public sealed class CliTests : IDisposable
         var asynchronousWarnings = await StartupWarningsAsync("postgres:" + durable.ConnectionString + ";Options=-c synchronous_commit=off");
         var durableWarnings = await StartupWarningsAsync("postgres:" + durable.ConnectionString);
 
+        var carelessStatus = (await Tollgate("db", "status", "--db", "postgres:" + careless.ConnectionString)).AssertSuccess();
+        var durableStatus = (await Tollgate("db", "status", "--db", "postgres:" + durable.ConnectionString)).AssertSuccess();
+
         Assert.Equal(2, carelessWarnings.Count);
         Assert.Contains(carelessWarnings, w => w.Contains("fsync=off", StringComparison.Ordinal));
         Assert.Contains(carelessWarnings, w => w.Contains("full_page_writes=off", StringComparison.Ordinal));
         Assert.Contains("synchronous_commit=off", Assert.Single(asynchronousWarnings), StringComparison.Ordinal);
         Assert.Empty(durableWarnings);
+        // The same, without starting a node: what an operator's check script reads.
+        string[] carelessRisks = [.. carelessStatus.Json.GetProperty("durability_risks").EnumerateArray().Select(risk => risk.GetString()!)];
+        Assert.Equal(2, carelessRisks.Length);
+        Assert.All(carelessRisks, risk => Assert.Single(carelessWarnings, w => w.Contains(risk, StringComparison.Ordinal)));
+        Assert.Equal(0, durableStatus.Json.GetProperty("durability_risks").GetArrayLength());
     }
 
     /// <summary>The durability warnings a <c>tollgate serve</c> on <paramref name="db"/> logged by the time it answered.</summary>
@@ -607,6 +616,7 @@ public sealed class CliTests : IDisposable
         var prune = (await Tollgate("db", "prune", "--db", Db)).AssertSuccess();
 
         Assert.Equal(migrate.Json.GetProperty("latest_version").GetInt32(), status.Json.GetProperty("schema_version").GetInt32());
+        Assert.Equal(0, status.Json.GetProperty("durability_risks").GetArrayLength());
         Assert.Equal(0, prune.Json.GetProperty("codes").GetInt64());
         Assert.Equal(0, prune.Json.GetProperty("refresh_tokens").GetInt64());
         Assert.Equal(0, prune.Json.GetProperty("grants").GetInt64());

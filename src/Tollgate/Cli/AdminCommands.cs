@@ -157,9 +157,19 @@ internal static class AdminCommands
         migrate.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(migrateDb), async store =>
             await PrintStatusAsync(await store.GetSchemaStatusAsync(ct))));
         var statusDb = TollgateCli.DbOption();
-        var status = new Command("status", "Show the schema version") { statusDb };
+        var status = new Command("status",
+            "Show the schema version, and any database setting that could lose answered tokens in a crash or power cut (durability_risks)")
+        {
+            statusDb,
+        };
         status.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(statusDb), async store =>
-            await PrintStatusAsync(await store.GetSchemaStatusAsync(ct))));
+        {
+            // SQLite's durability is Tollgate's own (synchronous=FULL, always); PostgreSQL's rests on the server's settings too.
+            IReadOnlyList<string> risks = store is Server.Storage.Postgres.PostgresTokenStore postgres
+                ? await postgres.DescribeDurabilityRisksAsync(ct)
+                : [];
+            return await PrintStatusAsync(await store.GetSchemaStatusAsync(ct), risks);
+        }));
         var pruneDb = TollgateCli.DbOption();
         var prune = new Command("prune",
             "Delete expired codes, consumed refresh tokens and revoked grants older than Tollgate:PruneRetentionSeconds, in small batches; prints the counts")
@@ -189,11 +199,19 @@ internal static class AdminCommands
         return new Command("db", "Database operations") { migrate, status, prune };
     }
 
-    private static Task<int> PrintStatusAsync(Server.Storage.SchemaStatus status) =>
-        PrintAsync<Server.Storage.SchemaStatus>(status, s => new Dictionary<string, object?>
+    private static Task<int> PrintStatusAsync(Server.Storage.SchemaStatus status, IReadOnlyList<string>? durabilityRisks = null) =>
+        PrintAsync<Server.Storage.SchemaStatus>(status, s =>
         {
-            ["schema_version"] = s.CurrentVersion,
-            ["latest_version"] = s.LatestVersion,
+            var shape = new Dictionary<string, object?>
+            {
+                ["schema_version"] = s.CurrentVersion,
+                ["latest_version"] = s.LatestVersion,
+            };
+            if (durabilityRisks is not null)
+            {
+                shape["durability_risks"] = durabilityRisks;
+            }
+            return shape;
         });
 
     /// <summary>A minted code gets the lifetime the server is configured with (tollgate.json, Tollgate__* env).</summary>
