@@ -1,8 +1,8 @@
-using Tollgate.Durability;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Tollgate.Durability;
 
 namespace Tollgate.Client;
 

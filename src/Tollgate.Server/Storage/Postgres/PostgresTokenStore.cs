@@ -103,8 +103,8 @@ internal sealed partial class PostgresTokenStore : ITokenStore
         try
         {
             await using var connection = await _dataSource.OpenConnectionAsync(ct);
-            long admitted = long.Parse((string)(await ScalarAsync(connection, null, ct, "SHOW max_connections"))!, System.Globalization.CultureInfo.InvariantCulture)
-                - long.Parse((string)(await ScalarAsync(connection, null, ct, "SHOW superuser_reserved_connections"))!, System.Globalization.CultureInfo.InvariantCulture);
+            long admitted = (long)(await ScalarAsync(connection, null, ct,
+                "SELECT current_setting('max_connections')::bigint - current_setting('superuser_reserved_connections')::bigint"))!;
             int pool = new NpgsqlConnectionStringBuilder(_dataSource.ConnectionString).MaxPoolSize;
             // + 1: the connection that LISTENs for profile changes lives outside the pool's work.
             return pool + 1 <= admitted ? null
@@ -112,7 +112,7 @@ internal sealed partial class PostgresTokenStore : ITokenStore
                   + "less the superuser reserve): under load new connections will be refused (53300) and requests answered 503. Keep the "
                   + "nodes' pools, one more connection each, and admin sessions below it; see Sizing in docs/multi-node.md.";
         }
-        catch (Exception e) when (e is NpgsqlException or FormatException or InvalidCastException)
+        catch (Exception e) when (e is NpgsqlException or InvalidCastException)
         {
             return null; // the check is advice; the store's own errors surface on real requests
         }
@@ -132,9 +132,11 @@ internal sealed partial class PostgresTokenStore : ITokenStore
         try
         {
             await using var connection = await _dataSource.OpenConnectionAsync(ct);
-            fsync = (string)(await ScalarAsync(connection, null, ct, "SHOW fsync"))!;
-            fullPageWrites = (string)(await ScalarAsync(connection, null, ct, "SHOW full_page_writes"))!;
-            synchronousCommit = (string)(await ScalarAsync(connection, null, ct, "SHOW synchronous_commit"))!;
+            await using var command = Sql(connection, null,
+                "SELECT current_setting('fsync'), current_setting('full_page_writes'), current_setting('synchronous_commit')");
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            await reader.ReadAsync(ct);
+            (fsync, fullPageWrites, synchronousCommit) = (reader.GetString(0), reader.GetString(1), reader.GetString(2));
         }
         catch (Exception e) when (e is NpgsqlException or InvalidCastException)
         {
