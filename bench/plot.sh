@@ -9,9 +9,11 @@ in=$1; out=$2; mkdir -p "$out"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 res="$in/results.tsv"
 
-# series GROUP SCENARIO SYSTEM -> "x rps p99" lines
+# series GROUP SCENARIO SYSTEM -> "x rps p99" lines, one per x: the mean where x was measured more than once (run.sh
+# measures the ceiling before and after each workload)
 series() { awk -F'\t' -v g="$1" -v s="$2" -v sys="$3" 'NR > 1 && $1 == g && $2 == s && $3 == sys {
-  x = (g == "store") ? $5 : $4; print x "\t" $6 "\t" $8 }' "$res"; }
+  x = (g == "store") ? $5 : $4; if (!(x in n)) order[++xs] = x; n[x]++; rps[x] += $6; p99[x] += $8 }
+  END { for (i = 1; i <= xs; i++) { x = order[i]; print x "\t" rps[x] / n[x] "\t" p99[x] / n[x] } }' "$res"; }
 series connections post ceiling >"$tmp/c-ceil"; series connections reuse tollgate >"$tmp/c-reuse"
 series connections rotate tollgate >"$tmp/c-rotate"
 series store post ceiling >"$tmp/s-ceil"; series store get ceiling >"$tmp/s-ceilget"

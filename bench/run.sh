@@ -2,7 +2,7 @@
 # Tollgate's benchmark: builds Release, starts a ceiling server and `tollgate serve` on a fresh SQLite
 # database (full sync, as in production) or a fresh PostgreSQL database, seeds it, runs every scenario of
 # the performance issue with one load tool, and prints a table with each result's ratio to the ceiling
-# measured in the same run.
+# measured in the same run, just before and just after it.
 #
 #   bench/run.sh [--smoke] [-d SECONDS] [--conc "1 4 16 64 256"] [--sizes "0 10000 100000 1000000"]
 #                [--rounds N] [--soak SECONDS] [--out DIR] [--postgres CONNECTION-STRING] [--nodes N]
@@ -129,13 +129,25 @@ run_code() {
     --code-file "$seeds/codes.txt" --redirect-uri https://bench.example/cb; }
 run_tokeninfo() { measure tokeninfo "$1" "$2" "$3" "$4" --mode tokeninfo --client-id $reuse_id --client-secret $secret \
   --seed-file "$seeds/reuse-tokens.txt"; }
-# run_every_grant STORE: each grant once at 16 connections on the server(s) in $srv, the store holding STORE seeded tokens.
-run_every_grant() {
-  run_reuse tollgate 16 "$1" "$srv"; run_rotate tollgate 16 "$1" "$srv"; run_cc tollgate 16 "$1" "$srv"
-  run_code tollgate 16 "$1" "$srv"; run_tokeninfo tollgate 16 "$1" "$srv"
-}
 ceil_post() { measure post ceiling "$1" "$2" "$ceil_url" --mode refresh --client-id a --client-secret b --seed-file "$ceil_seeds"; }
 ceil_get() { measure get ceiling "$1" "$2" "$ceil_url" --mode tokeninfo --client-id a --client-secret b --seed-file "$ceil_seeds"; }
+# bracketed CONC STORE HELPER...: each workload helper between two measurements of the ceiling at the same connections
+# (POST for the grants, GET for tokeninfo), the one after a workload doubling as the next one's before. The table divides
+# each result by the mean of the two. Why: this machine's speed drifts by a third within a minute (one round of an
+# earlier run measured its ceiling at 14,076 rps and, 40 s later, client_credentials at 20,495), so a ceiling taken
+# once per round said more about that moment than about the workloads that followed it.
+bracketed() {
+  local conc=$1 store=$2 kind="" k run; shift 2
+  for run in "$@"; do
+    k=$([ "$run" = run_tokeninfo ] && echo get || echo post)
+    if [ "$k" != "$kind" ]; then "ceil_$k" "$conc" "$store"; kind=$k; fi
+    "$run" tollgate "$conc" "$store" "$srv"
+    "ceil_$k" "$conc" "$store"
+  done
+}
+# run_every_grant STORE: each grant once at 16 connections on the server(s) in $srv, the store holding STORE seeded
+# tokens, each bracketed by the ceiling.
+run_every_grant() { bracketed 16 "$1" run_reuse run_rotate run_cc run_code run_tokeninfo; }
 
 # ---- the disk under the SQLite file: the floor under every durable answer, which no table means much without ----
 disk_line=""
@@ -219,7 +231,6 @@ warm_up reuse rotate client_credentials tokeninfo code
 echo "1. every grant at 16 connections, empty store (${dur}s each$([ "$rounds" = 1 ] || echo ", $rounds rounds"))" >&2
 for round in $(seq 1 "$rounds"); do
   [ "$rounds" = 1 ] || echo " round $round" >&2
-  ceil_post 16 0; ceil_get 16 0
   run_every_grant 0
 done
 round=1
@@ -227,8 +238,7 @@ round=1
 echo "2. connections: $conc_list" >&2
 group=connections
 for c in $conc_list; do
-  ceil_post "$c" 0
-  run_reuse tollgate "$c" 0 "$srv"; run_rotate tollgate "$c" 0 "$srv"
+  bracketed "$c" 0 run_reuse run_rotate
 done
 
 echo "3. store size: $sizes live refresh tokens (1 profile per 1,000 tokens), on a fresh store" >&2
@@ -247,26 +257,33 @@ for size in $sizes; do
     "${seeder[@]}" seed --db "$dbloc" --out "$seeds" --tokens $(( size - have )) --profiles $(( (size - have) / 1000 )) >&2
     have=$size
   fi
-  ceil_post 16 "$size"; ceil_get 16 "$size"
   run_every_grant "$size"
 done
 
 if [ "$soak" -gt 0 ]; then
   echo "4. soak: reuse refresh at 16 connections for ${soak}s" >&2
-  group=soak; saved=$dur; dur=$soak; run_reuse tollgate 16 "$have" "$srv"; dur=$saved; ceil_post 16 "$have"
+  group=soak; saved=$dur; dur=$soak; ceil_post 16 "$have"; run_reuse tollgate 16 "$have" "$srv"; dur=$saved; ceil_post 16 "$have"
 fi
 set_phase done; sleep 1.5
 
 # ---- the table ----
 echo
-echo "Tollgate vs the ceiling, same machine, same run, same load tool ($store_desc)"
+echo "Tollgate vs the ceiling (the mean of its measurements just before and after each result), same machine, same run, same load tool ($store_desc)"
 if [ -n "$disk_line" ]; then
   sed -nE 's/.*p50_ms=([0-9.]+) p99_ms=([0-9.]+).*/disk: one durable commit (synchronous=FULL, one at a time) takes p50 \1 ms, p99 \2 ms here/p' <<<"$disk_line"
 fi
 awk -F'\t' -v rssfile="$rss" -v rounds="$rounds" '
   NR == 1 { next }
-  $3 == "ceiling" { ceil[$1 "|" $2 "|" $4 "|" $5 "|" $10] = $6; next }
-  { rows[++n] = $0 }
+  # Rows come in the order they were measured. A ceiling row is the "after" of every result still waiting on its key
+  # (group, POST or GET, connections, store size, round) and the "before" of the results that follow it.
+  { key = $1 "|" ($3 == "ceiling" ? $2 : $2 == "tokeninfo" ? "get" : "post") "|" $4 "|" $5 "|" $10 }
+  $3 == "ceiling" {
+    if (first_post == "" && $2 == "post") first_post = $6
+    if (first_get == "" && $2 == "get") first_get = $6
+    k = split(pending[key], waiting, " "); for (j = 1; j <= k; j++) after[waiting[j]] = $6
+    pending[key] = ""; ceil_now[key] = $6; next
+  }
+  { rows[++n] = $0; before[n] = ceil_now[key]; pending[key] = pending[key] " " n }
   function target(s) { return s == "reuse" ? 0.70 : s == "rotate" ? 0.50 : s == "client_credentials" ? 0.70 : s == "code_exchange" ? 0.40 : s == "tokeninfo" ? 0.70 : 0 }
   function verdict(s, c, ratio, p99, errors,   t, v) {
     t = target(s); v = ""
@@ -282,18 +299,18 @@ awk -F'\t' -v rssfile="$rss" -v rounds="$rounds" '
     printf "%-12s %-19s %5s %8s %8s %8s %7s %7s %6s  %s\n", "group", "scenario", "conc", "store", "rps", "ceiling", "p50_ms", "p99_ms", "ratio", "target (at 16 connections)"
     for (i = 1; i <= n; i++) {
       split(rows[i], f, "\t"); g = f[1]; s = f[2]; c = f[4]; st = f[5]; r = f[10]
-      kind = s == "tokeninfo" ? "get" : "post"
-      base = ceil[g "|" kind "|" c "|" st "|" r]; if (base == "") base = ceil["grants|" kind "|16|0|1"]
+      base = before[i] != "" && after[i] != "" ? (before[i] + after[i]) / 2 : before[i] != "" ? before[i] : after[i]
+      if (base == "") base = s == "tokeninfo" ? first_get : first_post
       ratio = base > 0 ? f[6] / base : 0
       label = (g == "grants" && rounds > 1) ? g "/" r : g
-      printf "%-12s %-19s %5s %8s %8s %8s %7s %7s %6.3f  %s\n", label, s, c, st, f[6], base, f[7], f[8], ratio, verdict(s, c, ratio, f[8], f[9])
+      printf "%-12s %-19s %5s %8s %8s %8.0f %7s %7s %6.3f  %s\n", label, s, c, st, f[6], base, f[7], f[8], ratio, verdict(s, c, ratio, f[8], f[9])
       if (g == "grants" && rounds > 1) {
         if (!(s in seen)) { seen[s] = 1; order[++scenarios] = s }
         k = ++taken[s]; ratios[s, k] = ratio; rps[s, k] = f[6]; p99s[s, k] = f[8]; errors[s] += f[9]
       }
     }
     if (rounds > 1) {
-      printf "\nthe grants group over its %d rounds (median; each ratio against its own round'"'"'s ceiling)\n", rounds
+      printf "\nthe grants group over its %d rounds (median; each ratio against the ceiling measured just before and after it)\n", rounds
       printf "%-12s %-19s %5s %8s %6s %13s %7s  %s\n", "group", "scenario", "conc", "rps", "ratio", "lowest-highest", "p99_ms", "target (at 16 connections)"
       for (i = 1; i <= scenarios; i++) {
         s = order[i]; k = taken[s]
