@@ -8,7 +8,7 @@
 #                [--rounds N] [--soak SECONDS] [--out DIR] [--postgres CONNECTION-STRING] [--nodes N]
 #
 #   --smoke     a short run that only proves everything works (CI runs it; its numbers mean nothing)
-#   --rounds    measure the 16-connection grants group N times, each round with a ceiling of its own, and add
+#   --rounds    measure the 16-connection grants group N times (every result against its own bracketing ceilings), and add
 #               the median ratio over the rounds (with the lowest and highest) to the table: on a shared
 #               machine one round's ratio can be off by a third (default 1; 2 with --smoke, to exercise it)
 #   --soak      after the table, refresh at 16 connections for SECONDS and report RSS over that time
