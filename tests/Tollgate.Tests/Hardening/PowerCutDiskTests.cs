@@ -1,4 +1,5 @@
 using Microsoft.Data.Sqlite;
+using Tollgate.Durability;
 using Tollgate.Tests.Infrastructure;
 
 namespace Tollgate.Tests.Hardening;
@@ -65,15 +66,15 @@ public sealed class PowerCutDiskTests : IDisposable
         await using var disk = await PowerCutDisk.MountAsync(_directory);
         string directory = Path.Combine(disk.MountPoint, "d");
         Directory.CreateDirectory(directory);
-        await SyncDirectoryAsync(disk.MountPoint);
+        DurableDirectory.Sync(disk.MountPoint);
         WriteSynced(Path.Combine(directory, "kept"), "old");
-        await SyncDirectoryAsync(directory);
+        DurableDirectory.Sync(directory);
 
         WriteSynced(Path.Combine(directory, "unnamed"), "synced, in a directory that was not");
         WriteSynced(Path.Combine(directory, "replacement"), "new");
         File.Move(Path.Combine(directory, "replacement"), Path.Combine(directory, "kept"), overwrite: true);
         Directory.CreateDirectory(Path.Combine(directory, "new-directory"));
-        await SyncDirectoryAsync(Path.Combine(directory, "new-directory")); // its own entries, not its name in d
+        DurableDirectory.Sync(Path.Combine(directory, "new-directory")); // its own entries, not its name in d
         Assert.Equal("new", await File.ReadAllTextAsync(Path.Combine(directory, "kept")));
 
         string cut = await disk.CutPowerAsync();
@@ -91,18 +92,6 @@ public sealed class PowerCutDiskTests : IDisposable
         using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write);
         stream.Write(System.Text.Encoding.UTF8.GetBytes(text));
         stream.Flush(flushToDisk: true);
-    }
-
-    /// <summary>fsync of a directory, which .NET does not offer; through Python, which the disk needs anyway.</summary>
-    private static async Task SyncDirectoryAsync(string directory)
-    {
-        var start = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3")
-        {
-            ArgumentList = { "-c", "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); os.close(fd)", directory },
-        };
-        using var python = System.Diagnostics.Process.Start(start)!;
-        await python.WaitForExitAsync();
-        Assert.Equal(0, python.ExitCode);
     }
 
     private static SqliteConnection Open(string path)
