@@ -8,8 +8,8 @@
 # POSTGRES=CONNECTION-STRING: each build on a scratch PostgreSQL database of its own (created, then dropped) instead of SQLite.
 # Prints each measurement as it is taken, then a table: every result against the mean of the ceilings just before and
 # after its build (POST for the grants, GET for tokeninfo). Every ceiling measurement follows an unmeasured pass over the
-# same path: a ceiling measured cold, or after minutes idle, reads up to a fifth low (17,586 rps cold, then 21,478 to 22,012
-# warm, in one trial), and every ratio taken against it reads that much high. bench/run.sh brackets each result on its own.
+# same path: a ceiling measured cold reads up to a fifth low (17,586 rps cold, then 21,478 to 22,012
+# warm, in one trial; 18,041 to 18,609 after 90 s idle against 21,670 just before, in another), and every ratio taken against it reads that much high. bench/run.sh brackets each result on its own.
 set -uo pipefail
 R=$(cd "$(dirname "$0")/.." && pwd); rel=bin/Release/net10.0; d=${D:-5}
 L="dotnet $R/bench/Tollgate.LoadTool/$rel/tollgate-load.dll"; SEED="dotnet $R/bench/Tollgate.Benchmarks/$rel/Tollgate.Benchmarks.dll"
@@ -25,8 +25,8 @@ ceil() {
   done
 }
 ceil | tee $W/out.txt
-port=5401
-for cfg in "$@"; do {
+n=0
+for cfg in "$@"; do n=$((n + 1)); port=$((5400 + n)); {
   name=${cfg%%=*}; rest=${cfg#*=}; dll=${rest%%:*}; envs=""; [[ "$rest" == *:* ]] && envs=${rest#*:}
   if [ -n "${POSTGRES:-}" ]; then db=$($SEED pg-create --server "postgres:$POSTGRES"); served="$db;Maximum Pool Size=80"
   else db=$W/$name.db; served=sqlite:$db; fi
@@ -44,7 +44,7 @@ for cfg in "$@"; do {
   echo "$name code      $($L $U --mode code --client-id $ID --client-secret $S --code-file $W/$name/codes.txt --redirect-uri https://bench.example/cb -d $d | head -2 | tr '\n' ' ')"
   echo "$name tokeninfo $($L $U --mode tokeninfo --client-id $ID --client-secret $S --seed-file $W/$name/reuse-tokens.txt -d $d | head -2 | tr '\n' ' ')"
   echo "$name rss_kb $(awk '/VmRSS/{print $2}' /proc/$P/status)"
-  kill $P; wait $P 2>/dev/null; port=$((port+1))
+  kill $P; wait $P 2>/dev/null
   if [ -n "${POSTGRES:-}" ]; then $SEED pg-drop --db "$db" > /dev/null; fi
   ceil
 } | tee -a $W/out.txt; done
