@@ -46,6 +46,10 @@ internal static class TollgateTelemetry
     public static readonly Counter<long> WalRestarts = Meter.CreateCounter<long>(
         "tollgate.store.wal.restarts", "{restart}", "Times the SQLite writer sent the WAL back to its start (see GroupCommitWriter.RestartWal)");
 
+    public static readonly Histogram<double> WalRestartDuration = Meter.CreateHistogram(
+        "tollgate.store.wal.restart.duration", "s", "How long each WAL restart held up the SQLite writer, and every write waiting on it",
+        tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
+
     public static readonly Counter<long> Throttled = Meter.CreateCounter<long>(
         "tollgate.throttled", "{request}", "Requests refused with 429, by limit");
 
