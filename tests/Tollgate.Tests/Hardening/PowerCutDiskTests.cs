@@ -87,6 +87,42 @@ public sealed class PowerCutDiskTests : IDisposable
         Assert.Equal(["d"], Directory.EnumerateFileSystemEntries(disk.Backing).Select(e => Path.GetFileName(e))); // no stash left behind
     }
 
+    [PowerCutFact]
+    public async Task A_move_to_another_directory_lasts_in_each_directory_only_once_that_one_is_synced()
+    {
+        // A real cut can leave a file moved across directories under both names, or under neither (its old directory
+        // synced, its new one not): the disk refuses such a rename as a move between file systems (EXDEV), so File.Move
+        // links the new name and unlinks the old, one change to each directory, and each is undone alone.
+        await using var disk = await PowerCutDisk.MountAsync(_directory);
+        string[] directories = ["from1", "to1", "from2", "to2"];
+        foreach (string d in directories)
+        {
+            Directory.CreateDirectory(Path.Combine(disk.MountPoint, d));
+        }
+        DurableDirectory.Sync(disk.MountPoint);
+        WriteSynced(Path.Combine(disk.MountPoint, "from1", "a"), "Atzr|a");
+        WriteSynced(Path.Combine(disk.MountPoint, "from2", "b"), "Atzr|b");
+        DurableDirectory.Sync(Path.Combine(disk.MountPoint, "from1"));
+        DurableDirectory.Sync(Path.Combine(disk.MountPoint, "from2"));
+
+        File.Move(Path.Combine(disk.MountPoint, "from1", "a"), Path.Combine(disk.MountPoint, "to1", "a"));
+        File.Move(Path.Combine(disk.MountPoint, "from2", "b"), Path.Combine(disk.MountPoint, "to2", "b"));
+        Assert.Equal("Atzr|a", await File.ReadAllTextAsync(Path.Combine(disk.MountPoint, "to1", "a")));
+        Assert.False(File.Exists(Path.Combine(disk.MountPoint, "from1", "a")));
+        DurableDirectory.Sync(Path.Combine(disk.MountPoint, "to1"));   // a: the new name lasts, the old one comes back
+        DurableDirectory.Sync(Path.Combine(disk.MountPoint, "from2")); // b: the old name is gone for good, the new one too
+
+        await disk.CutPowerAsync();
+        await disk.UnmountAsync();
+
+        string[] Names(string d) => [.. Directory.EnumerateFiles(Path.Combine(disk.Backing, d)).Select(f => Path.GetFileName(f))];
+        Assert.Equal(["a"], Names("from1"));
+        Assert.Equal(["a"], Names("to1"));
+        Assert.Equal("Atzr|a", await File.ReadAllTextAsync(Path.Combine(disk.Backing, "to1", "a")));
+        Assert.Empty(Names("from2"));
+        Assert.Empty(Names("to2"));
+    }
+
     private static void WriteSynced(string path, string text)
     {
         using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write);

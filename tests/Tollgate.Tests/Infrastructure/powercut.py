@@ -16,7 +16,8 @@ Why not the kernel's own tools: dm-flakey and dm-log-writes need device-mapper, 
 /dev/fuse is there. Stricter than most real disks (nothing unsynced ever reaches the disk early, so a program that
 answers before its fsync loses that write every time, and a journaling file system often makes a new name durable
 along with the file's own fsync, which this does not); more lenient in one way: a file's size, mode and times are
-durable at once.
+durable at once. A rename from one directory to another is refused with EXDEV, as between two file systems
+(see rename).
 
 Talks on stdout: "mounted" once the file system is up, "cut: N pages of M files thrown away, K directory changes
 undone" after a cut. Files deleted or replaced while their directory is unsynced wait in BACKING_DIR/.powercut-stash,
@@ -258,6 +259,12 @@ class PowerCut(Operations):
         source, target = self._path(old), self._path(new)
         if source == target:
             return  # rename(2) of a name onto itself changes nothing
+        if os.path.dirname(source) != os.path.dirname(target):
+            # Across directories a real cut can leave the name in both directories or in neither (its old one synced,
+            # its new one not), and undoing one change cannot show that. Refused as a move between two file systems is
+            # (EXDEV), a program links and unlinks instead, or copies and deletes (.NET's File.Move does), and each of
+            # those changes one directory, which this disk models exactly.
+            raise FuseOSError(errno.EXDEV)
         if os.path.isdir(target) and not os.path.islink(target) and os.listdir(target):
             raise FuseOSError(errno.ENOTEMPTY)
         replaced = self._put_aside(target) if os.path.lexists(target) else None
@@ -269,6 +276,12 @@ class PowerCut(Operations):
                 os.rename(replaced, target)
         self._changed({os.path.dirname(source), os.path.dirname(target)}, undo,
                       forget=(lambda: _remove(replaced)) if replaced is not None else None)
+
+    def link(self, target, source):
+        # fusepy's order: the new name first. Like creating a file, the new name lasts once its directory is synced.
+        made = self._path(target)
+        os.link(self._path(source), made)
+        self._changed([os.path.dirname(made)], undo=lambda: os.unlink(made))
 
     def unlink(self, path):
         # A cache for it stays until its last writer syncs or the power goes; the name waits aside until the directory is synced.
