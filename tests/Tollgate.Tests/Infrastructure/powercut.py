@@ -274,7 +274,7 @@ class PowerCut(Operations):
             os.rename(target, source)
             if replaced is not None:
                 os.rename(replaced, target)
-        self._changed({os.path.dirname(source), os.path.dirname(target)}, undo,
+        self._changed([os.path.dirname(target)], undo,
                       forget=(lambda: _remove(replaced)) if replaced is not None else None)
 
     def link(self, target, source):
