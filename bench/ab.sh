@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A/B of tollgate builds: the same scenarios (reuse, rotate, client_credentials, code, tokeninfo at 16
+# A/B of tollgate builds: the same scenarios (reuse, rotate, client_credentials, code_exchange, tokeninfo at 16
 # connections) against each build on a fresh seeded database, each build between two measurements of the ceiling.
+# The scenarios are bench/lib.sh's, as bench/run.sh's are.
 # Build the old version somewhere (git archive REV | tar -x -C DIR; dotnet build -c Release DIR/src/Tollgate), then:
 #   bench/ab.sh before=DIR/src/Tollgate/bin/Release/net10.0/tollgate.dll after=src/Tollgate/bin/Release/net10.0/tollgate.dll[:ENV=VALUE ...]
 # Name a build twice (before=... after=... before2=... after2=...) to alternate them: this machine drifts by a third within minutes.
@@ -11,41 +12,36 @@
 # same path: a ceiling measured cold reads up to a fifth low (17,586 rps cold, then 21,478 to 22,012
 # warm, in one trial; 18,041 to 18,609 after 90 s idle against 21,670 just before, in another), and every ratio taken against it reads that much high. bench/run.sh brackets each result on its own.
 set -uo pipefail
-R=$(cd "$(dirname "$0")/.." && pwd); rel=bin/Release/net10.0; d=${D:-5}
-L="dotnet $R/bench/Tollgate.LoadTool/$rel/tollgate-load.dll"; SEED="dotnet $R/bench/Tollgate.Benchmarks/$rel/Tollgate.Benchmarks.dll"
-ID=amzn1.application-oa2-client.00000000000000000000000000be4c01; ID2=amzn1.application-oa2-client.00000000000000000000000000be4c02; S=c007c411c9657dde807a11a96a3cfd8a2972f9599ac28de241675832f63cac05
-W=$(mktemp -d); for i in $(seq 16); do echo x; done > $W/cs.txt
-dotnet $R/bench/ceiling/$rel/Ceiling.dll --urls http://127.0.0.1:5400 > $W/ceil.log 2>&1 & CP=$!
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+d=${D:-5}
+W=$(mktemp -d); ceiling_tokens "$W" 16
+"${ceiling[@]}" --urls http://127.0.0.1:5400 > $W/ceil.log 2>&1 & CP=$!
 sleep 2
 ceil() {
-  local path
-  for path in refresh tokeninfo; do
-    $L http://127.0.0.1:5400 --mode $path --client-id a --client-secret b --seed-file $W/cs.txt -d 3 --warmup 0 > /dev/null
-    echo "ceiling $([ $path = refresh ] && echo post || echo get) $($L http://127.0.0.1:5400 --mode $path --client-id a --client-secret b --seed-file $W/cs.txt -d $d | head -1)"
+  local kind
+  for kind in post get; do
+    load_run http://127.0.0.1:5400 $kind $W 3 -c 16 --warmup 0 > /dev/null
+    echo "ceiling $kind $(load_run http://127.0.0.1:5400 $kind $W $d -c 16 | head -1)"
   done
 }
 ceil | tee $W/out.txt
 n=0
 for cfg in "$@"; do n=$((n + 1)); port=$((5400 + n)); {
   name=${cfg%%=*}; rest=${cfg#*=}; dll=${rest%%:*}; envs=""; [[ "$rest" == *:* ]] && envs=${rest#*:}
-  if [ -n "${POSTGRES:-}" ]; then db=$($SEED pg-create --server "postgres:$POSTGRES"); served="$db;Maximum Pool Size=80"
-  else db=$W/$name.db; served=sqlite:$db; fi
-  $SEED seed --db "$db" --out $W/$name --chains 16 > /dev/null
+  if [ -n "${POSTGRES:-}" ]; then bench_db=$("${seeder[@]}" pg-create --server "postgres:$POSTGRES"); served="$bench_db;Maximum Pool Size=80"
+  else bench_db=sqlite:$W/$name.db; served=$bench_db; fi
+  "${seeder[@]}" seed --db "$bench_db" --out $W/$name --chains 16 > /dev/null
   env $envs dotnet $dll serve --urls http://127.0.0.1:$port --db "$served" > $W/$name.log 2>&1 & P=$!
   sleep 2; U=http://127.0.0.1:$port
   # An unmeasured pass over the writing paths first (reuse warms what they share): tiered JIT keeps compiling for seconds.
-  $L $U --mode refresh --client-id $ID2 --client-secret $S --seed-file $W/$name/rotate-tokens.txt --dump-tokens $W/$name/rotate-tokens.txt -d 3 --warmup 0 > /dev/null
-  $SEED codes --db "$db" --client-id $ID --count 30000 --out $W/$name/warm-codes.txt > /dev/null
-  $L $U --mode code --client-id $ID --client-secret $S --code-file $W/$name/warm-codes.txt --redirect-uri https://bench.example/cb -d 3 --warmup 0 > /dev/null
-  echo "$name reuse     $($L $U --mode refresh --client-id $ID --client-secret $S --seed-file $W/$name/reuse-tokens.txt -d $d | head -2 | tr '\n' ' ')"
-  echo "$name rotate    $($L $U --mode refresh --client-id $ID2 --client-secret $S --seed-file $W/$name/rotate-tokens.txt -d $d | head -2 | tr '\n' ' ')"
-  echo "$name cc        $($L $U --mode client_credentials --client-id $ID --client-secret $S --scope videocentral::reporting -d $d | head -2 | tr '\n' ' ')"
-  $SEED codes --db "$db" --client-id $ID --count $(( (d + 2) * 12000 )) --out $W/$name/codes.txt > /dev/null
-  echo "$name code      $($L $U --mode code --client-id $ID --client-secret $S --code-file $W/$name/codes.txt --redirect-uri https://bench.example/cb -d $d | head -2 | tr '\n' ' ')"
-  echo "$name tokeninfo $($L $U --mode tokeninfo --client-id $ID --client-secret $S --seed-file $W/$name/reuse-tokens.txt -d $d | head -2 | tr '\n' ' ')"
+  for scenario in rotate code_exchange; do load_run $U $scenario $W/$name 3 -c 16 --warmup 0 > /dev/null; done
+  for scenario in reuse rotate client_credentials code_exchange tokeninfo; do
+    echo "$name $scenario $(load_run $U $scenario $W/$name $d -c 16 | head -2 | tr '\n' ' ')"
+  done
   echo "$name rss_kb $(awk '/VmRSS/{print $2}' /proc/$P/status)"
   kill $P; wait $P 2>/dev/null
-  if [ -n "${POSTGRES:-}" ]; then $SEED pg-drop --db "$db" > /dev/null; fi
+  if [ -n "${POSTGRES:-}" ]; then "${seeder[@]}" pg-drop --db "$bench_db" > /dev/null; fi
   ceil
 } | tee -a $W/out.txt; done
 kill $CP
@@ -56,6 +52,6 @@ awk '$1 == "ceiling" { for (i = 3; i <= NF; i++) if ($i ~ /^rps=/) { v = substr(
      $2 == "rss_kb" { next }
      { for (i = 3; i <= NF; i++) if ($i ~ /^rps=/) { r = substr($i, 5) } else if ($i ~ /^p99_ms=/) { p = substr($i, 8) }
        k = $1 " " $2; order[++n] = k; res[k] = r; rps[k] = r; p99[k] = p; kind[k] = ($2 == "tokeninfo") ? "get" : "post"; pending = 1 }
-     END { printf "%-24s %8s %8s %7s   (ratio: against the mean of the ceilings just before and after the build)\n", "build scenario", "rps", "p99_ms", "ratio"
+     END { printf "%-29s %8s %8s %7s   (ratio: against the mean of the ceilings just before and after the build)\n", "build scenario", "rps", "p99_ms", "ratio"
            for (j = 1; j <= n; j++) { k = order[j]; split(k, a, " ")
-             printf "%-10s %-13s %8s %8s %7s\n", a[1], a[2], rps[k], p99[k], (k in ratio) ? sprintf("%.3f", ratio[k]) : "-" } }' $W/out.txt
+             printf "%-10s %-18s %8s %8s %7s\n", a[1], a[2], rps[k], p99[k], (k in ratio) ? sprintf("%.3f", ratio[k]) : "-" } }' $W/out.txt

@@ -29,6 +29,8 @@
 # Everything binds to 127.0.0.1 on ports the OS picks; every process started here is stopped on exit.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
 
 smoke=0; dur=10; conc_list="1 4 16 64 256"; sizes="0 10000 100000 1000000"; soak=0; out=""; postgres=""; nodes=1; rounds=""
 while [ $# -gt 0 ]; do case "$1" in
@@ -53,7 +55,7 @@ printf 'group\tscenario\tsystem\tconc\tstore\trps\tp50_ms\tp99_ms\terrors\tround
 group=grants; round=1
 : >"$rss"
 
-pids=(); dbloc=""; scratch_dbs=()
+pids=(); bench_db=""; scratch_dbs=()
 cleanup() {
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
   for d in "${scratch_dbs[@]:-}"; do
@@ -65,11 +67,6 @@ trap cleanup EXIT
 # ---- build (Release, one invocation for all five projects) ----
 echo "building Release ..." >&2
 if ! dotnet build -c Release "$repo/bench/bench.slnf" >"$out/build.log" 2>&1; then cat "$out/build.log" >&2; exit 1; fi
-rel=bin/Release/net10.0
-tollgate=("dotnet" "$repo/src/Tollgate/$rel/tollgate.dll")
-load=("dotnet" "$repo/bench/Tollgate.LoadTool/$rel/tollgate-load.dll")
-seeder=("dotnet" "$repo/bench/Tollgate.Benchmarks/$rel/Tollgate.Benchmarks.dll")
-ceiling=("dotnet" "$repo/bench/ceiling/$rel/Ceiling.dll")
 
 # Starts "$@" in the background, waits for its "listening on URL" line, sets $url and $pid.
 start() {
@@ -96,12 +93,14 @@ sample_rss() {
 }
 set_phase() { echo "$1" >"$out/phase"; }
 
-# measure SCENARIO SYSTEM CONC STORE URL load-args... : one closed-loop run, appended to results.tsv.
+# measure SCENARIO SYSTEM CONC STORE: one closed-loop run of SCENARIO (bench/lib.sh's load_run) on SYSTEM (tollgate: the
+# server(s) in $srv, with the tokens in $seeds; ceiling: the ceiling, whose scenarios are post and get), appended to results.tsv.
 measure() {
-  local scenario=$1 system=$2 conc=$3 store=$4 target=$5; shift 5
+  local scenario=$1 system=$2 conc=$3 store=$4
   set_phase "$scenario c=$conc store=$store"
   local line
-  line=$("${load[@]}" "$target" "$@" -c "$conc" -d "$dur" --warmup "$warmup" | tr '\n' ' ')
+  if [ "$system" = ceiling ]; then line=$(load_run "$ceil_url" "$scenario" "$out" "$dur" -c "$conc" --warmup "$warmup" | tr '\n' ' ')
+  else line=$(load_run "$srv" "$scenario" "$seeds" "$dur" -c "$conc" --warmup "$warmup" | tr '\n' ' '); fi
   local rps p50 p99 errs
   rps=$(sed -nE 's/.*rps=([0-9]+).*/\1/p' <<<"$line"); p50=$(sed -nE 's/.*p50_ms=([0-9.naN]+).*/\1/p' <<<"$line")
   p99=$(sed -nE 's/.*p99_ms=([0-9.naN]+).*/\1/p' <<<"$line"); errs=$(sed -nE 's/.*errors=([0-9]+).*/\1/p' <<<"$line")
@@ -110,44 +109,25 @@ measure() {
   case "$line" in *first_error*) echo "    ^ errors: see the line above" >&2;; esac
 }
 
-secret=c007c411c9657dde807a11a96a3cfd8a2972f9599ac28de241675832f63cac05
-reuse_id=amzn1.application-oa2-client.00000000000000000000000000be4c01
-rotate_id=amzn1.application-oa2-client.00000000000000000000000000be4c02
 max_conc=$(tr ' ' '\n' <<<"$conc_list 16" | sort -n | tail -1)
 
-# Workload helpers: each takes SYSTEM CONC STORE URL.
-run_reuse() { measure reuse "$1" "$2" "$3" "$4" --mode refresh --client-id $reuse_id --client-secret $secret \
-  --seed-file "$seeds/reuse-tokens.txt"; }
-run_rotate() { measure rotate "$1" "$2" "$3" "$4" --mode refresh --client-id $rotate_id --client-secret $secret \
-  --seed-file "$seeds/rotate-tokens.txt" --dump-tokens "$seeds/rotate-tokens.txt"; }
-run_cc() { measure client_credentials "$1" "$2" "$3" "$4" --mode client_credentials --client-id $reuse_id --client-secret $secret \
-  --scope videocentral::reporting; }
-run_code() {
-  # Fresh one-use codes, minted just before the run (they expire after 5 minutes, as the server's do).
-  "${seeder[@]}" codes --db "$dbloc" --client-id $reuse_id --count $(( (dur + 3) * 8000 )) --out "$seeds/codes.txt" >/dev/null
-  measure code_exchange "$1" "$2" "$3" "$4" --mode code --client-id $reuse_id --client-secret $secret \
-    --code-file "$seeds/codes.txt" --redirect-uri https://bench.example/cb; }
-run_tokeninfo() { measure tokeninfo "$1" "$2" "$3" "$4" --mode tokeninfo --client-id $reuse_id --client-secret $secret \
-  --seed-file "$seeds/reuse-tokens.txt"; }
-ceil_post() { measure post ceiling "$1" "$2" "$ceil_url" --mode refresh --client-id a --client-secret b --seed-file "$ceil_seeds"; }
-ceil_get() { measure get ceiling "$1" "$2" "$ceil_url" --mode tokeninfo --client-id a --client-secret b --seed-file "$ceil_seeds"; }
-# bracketed CONC STORE HELPER...: each workload helper between two measurements of the ceiling at the same connections
-# (POST for the grants, GET for tokeninfo), the one after a workload doubling as the next one's before. The table divides
-# each result by the mean of the two. Why: this machine's speed drifts by a third within a minute (one round of an
-# earlier run measured its ceiling at 14,076 rps and, 40 s later, client_credentials at 20,495), so a ceiling taken
-# once per round said more about that moment than about the workloads that followed it.
+# bracketed CONC STORE SCENARIO...: each scenario on the server(s) between two measurements of the ceiling at the same
+# connections (POST for the grants, GET for tokeninfo), the one after a scenario doubling as the next one's before. The
+# table divides each result by the mean of the two. Why: this machine's speed drifts by a third within a minute (one
+# round of an earlier run measured its ceiling at 14,076 rps and, 40 s later, client_credentials at 20,495), so a
+# ceiling taken once per round said more about that moment than about the workloads that followed it.
 bracketed() {
-  local conc=$1 store=$2 kind="" k run; shift 2
-  for run in "$@"; do
-    k=$([ "$run" = run_tokeninfo ] && echo get || echo post)
-    if [ "$k" != "$kind" ]; then "ceil_$k" "$conc" "$store"; kind=$k; fi
-    "$run" tollgate "$conc" "$store" "$srv"
-    "ceil_$k" "$conc" "$store"
+  local conc=$1 store=$2 kind="" k scenario; shift 2
+  for scenario in "$@"; do
+    k=$([ "$scenario" = tokeninfo ] && echo get || echo post)
+    if [ "$k" != "$kind" ]; then measure "$k" ceiling "$conc" "$store"; kind=$k; fi
+    measure "$scenario" tollgate "$conc" "$store"
+    measure "$k" ceiling "$conc" "$store"
   done
 }
 # run_every_grant STORE: each grant once at 16 connections on the server(s) in $srv, the store holding STORE seeded
 # tokens, each bracketed by the ceiling.
-run_every_grant() { bracketed 16 "$1" run_reuse run_rotate run_cc run_code run_tokeninfo; }
+run_every_grant() { bracketed 16 "$1" reuse rotate client_credentials code_exchange tokeninfo; }
 
 # ---- the disk under the SQLite file: the floor under every durable answer, which no table means much without ----
 disk_line=""
@@ -158,7 +138,7 @@ fi
 
 # ---- the ceiling ----
 start "$out/ceiling.log" "${ceiling[@]}" --urls http://127.0.0.1:0; ceil_url=$url
-ceil_seeds="$out/ceiling-seeds.txt"; for _ in $(seq 1 "$max_conc"); do echo "Atzr|ceiling"; done >"$ceil_seeds"
+ceiling_tokens "$out" "$max_conc"
 
 # ---- a fresh store, and the server(s) on it ----
 # fresh_store NAME: a new empty database (SQLite file NAME.db in the output directory, or a scratch PostgreSQL
@@ -166,19 +146,19 @@ ceil_seeds="$out/ceiling-seeds.txt"; for _ in $(seq 1 "$max_conc"); do echo "Atz
 fresh_store() {
   seeds="$out/seeds-$1"
   if [ -n "$postgres" ]; then
-    dbloc=$("${seeder[@]}" pg-create --server "postgres:$postgres"); scratch_dbs+=("$dbloc")
+    bench_db=$("${seeder[@]}" pg-create --server "postgres:$postgres"); scratch_dbs+=("$bench_db")
   else
-    db="$out/$1.db"; rm -f "$db" "$db"-*; dbloc="sqlite:$db"
+    db="$out/$1.db"; rm -f "$db" "$db"-*; bench_db="sqlite:$db"
   fi
-  "${seeder[@]}" seed --db "$dbloc" --out "$seeds" --chains "$max_conc" >&2
+  "${seeder[@]}" seed --db "$bench_db" --out "$seeds" --chains "$max_conc" >&2
 }
 
-# start_servers NAME: the node(s) on $dbloc; sets $srv (their URLs) and samples the first node's RSS
+# start_servers NAME: the node(s) on $bench_db; sets $srv (their URLs) and samples the first node's RSS
 # (each node is a whole server; the others are alike).
 start_servers() {
   srv=""; srv_pids=()
   for n in $(seq 1 "$nodes"); do
-    start "$out/$1$([ "$n" = 1 ] || echo "-$n").log" "${tollgate[@]}" serve --urls http://127.0.0.1:0 --db "$dbloc"
+    start "$out/$1$([ "$n" = 1 ] || echo "-$n").log" "${tollgate[@]}" serve --urls http://127.0.0.1:0 --db "$bench_db"
     srv=${srv:+$srv,}$url; srv_pids+=("$pid")
   done
   sample_rss "${srv_pids[0]}" & pids+=($!)
@@ -191,19 +171,8 @@ stop_servers() { for p in "${srv_pids[@]}"; do stop "$p"; done; }
 wd=$([ $smoke = 1 ] && echo 1 || echo 4)
 warm_up() {
   set_phase warmup
-  for path in "$@"; do case "$path" in
-    reuse) "${load[@]}" "$srv" --mode refresh --client-id $reuse_id --client-secret $secret --seed-file "$seeds/reuse-tokens.txt" \
-      -c 16 -d "$wd" --warmup 0 >/dev/null;;
-    rotate) "${load[@]}" "$srv" --mode refresh --client-id $rotate_id --client-secret $secret --seed-file "$seeds/rotate-tokens.txt" \
-      --dump-tokens "$seeds/rotate-tokens.txt" -c 16 -d "$wd" --warmup 0 >/dev/null;;
-    client_credentials) "${load[@]}" "$srv" --mode client_credentials --client-id $reuse_id --client-secret $secret \
-      --scope videocentral::reporting -c 16 -d "$wd" --warmup 0 >/dev/null;;
-    tokeninfo) "${load[@]}" "$srv" --mode tokeninfo --client-id $reuse_id --client-secret $secret --seed-file "$seeds/reuse-tokens.txt" \
-      -c 16 -d "$wd" --warmup 0 >/dev/null;;
-    code) "${seeder[@]}" codes --db "$dbloc" --client-id $reuse_id --count $(( wd * 10000 )) --out "$seeds/warmup-codes.txt" >/dev/null
-      "${load[@]}" "$srv" --mode code --client-id $reuse_id --client-secret $secret --code-file "$seeds/warmup-codes.txt" \
-        --redirect-uri https://bench.example/cb -c 16 -d "$wd" --warmup 0 >/dev/null;;
-  esac; done
+  local scenario
+  for scenario in "$@"; do load_run "$srv" "$scenario" "$seeds" "$wd" -c 16 --warmup 0 >/dev/null; done
 }
 
 if [ -n "$postgres" ]; then
@@ -224,9 +193,9 @@ start_servers server
 
 # An unmeasured pass first, so neither server is measured while its JIT is still compiling the path.
 set_phase warmup
-"${load[@]}" "$ceil_url" --mode refresh --client-id a --client-secret b --seed-file "$ceil_seeds" -c 16 -d 2 --warmup 0 >/dev/null
-"${load[@]}" "$ceil_url" --mode tokeninfo --client-id a --client-secret b --seed-file "$ceil_seeds" -c 16 -d 1 --warmup 0 >/dev/null
-warm_up reuse rotate client_credentials tokeninfo code
+load_run "$ceil_url" post "$out" 2 -c 16 --warmup 0 >/dev/null
+load_run "$ceil_url" get "$out" 1 -c 16 --warmup 0 >/dev/null
+warm_up reuse rotate client_credentials tokeninfo code_exchange
 
 echo "1. every grant at 16 connections, empty store (${dur}s each$([ "$rounds" = 1 ] || echo ", $rounds rounds"))" >&2
 for round in $(seq 1 "$rounds"); do
@@ -238,7 +207,7 @@ round=1
 echo "2. connections: $conc_list" >&2
 group=connections
 for c in $conc_list; do
-  bracketed "$c" 0 run_reuse run_rotate
+  bracketed "$c" 0 reuse rotate
 done
 
 echo "3. store size: $sizes live refresh tokens (1 profile per 1,000 tokens), on a fresh store" >&2
@@ -249,12 +218,12 @@ set_phase idle; stop_servers
 if [ -z "$postgres" ]; then rm -f "$db" "$db"-*; fi
 fresh_store store-size
 start_servers server-store-size
-warm_up reuse rotate client_credentials tokeninfo code
+warm_up reuse rotate client_credentials tokeninfo code_exchange
 have=0
 for size in $sizes; do
   if [ "$size" -gt "$have" ]; then
     set_phase "seeding $size"
-    "${seeder[@]}" seed --db "$dbloc" --out "$seeds" --tokens $(( size - have )) --profiles $(( (size - have) / 1000 )) >&2
+    "${seeder[@]}" seed --db "$bench_db" --out "$seeds" --tokens $(( size - have )) --profiles $(( (size - have) / 1000 )) >&2
     have=$size
   fi
   run_every_grant "$size"
@@ -262,7 +231,8 @@ done
 
 if [ "$soak" -gt 0 ]; then
   echo "4. soak: reuse refresh at 16 connections for ${soak}s" >&2
-  group=soak; saved=$dur; dur=$soak; ceil_post 16 "$have"; run_reuse tollgate 16 "$have" "$srv"; dur=$saved; ceil_post 16 "$have"
+  group=soak; saved=$dur; dur=$soak; measure post ceiling 16 "$have"; measure reuse tollgate 16 "$have"; dur=$saved
+  measure post ceiling 16 "$have"
 fi
 set_phase done; sleep 1.5
 
