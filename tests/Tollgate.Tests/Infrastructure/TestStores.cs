@@ -93,11 +93,10 @@ internal sealed class TestDatabase : IAsyncDisposable
 {
     /// <summary>
     /// Emptied, migrated PostgreSQL databases for <see cref="RentAsync"/>. CREATE DATABASE costs a second or more on a
-    /// busy machine, emptying a few small tables a few milliseconds; the pool is dropped when the test process exits.
+    /// busy machine, emptying a few small tables a few milliseconds. What the pool holds at the end of the run is left
+    /// for the next run to drop (<see cref="RunOwner"/>).
     /// </summary>
     private static readonly System.Collections.Concurrent.ConcurrentBag<string> Pool = [];
-    private static readonly System.Collections.Concurrent.ConcurrentBag<string> Created = [];
-    private static int _exitHookInstalled;
 
     private readonly string? _postgresName;
     private readonly bool _pooled;
@@ -149,17 +148,13 @@ internal sealed class TestDatabase : IAsyncDisposable
             return new TestDatabase(kind, "sqlite:" + Path.Combine(directory, "tollgate.db"), directory, null);
         }
 
-        string name = $"tollgate_test_{Guid.NewGuid():N}";
         try
         {
+            string name = RunOwner.DatabaseName(await RunOwner.KeyAsync());
             await using var admin = await OpenAdminAsync();
             await using var create = new NpgsqlCommand($"CREATE DATABASE \"{name}\"", admin);
             await create.ExecuteNonQueryAsync();
-            Created.Add(name);
-            if (Interlocked.Exchange(ref _exitHookInstalled, 1) == 0)
-            {
-                AppDomain.CurrentDomain.ProcessExit += (_, _) => DropAll();
-            }
+            return new TestDatabase(kind, "postgres:" + ConnectionStringFor(name), null, name);
         }
         catch (Exception e) when (e is NpgsqlException or TimeoutException)
         {
@@ -167,7 +162,6 @@ internal sealed class TestDatabase : IAsyncDisposable
                 $"PostgreSQL is not reachable ({Redacted()}): {e.Message}. Start it (pg_ctlcluster 15 main start; see docs/TESTING), "
                 + $"point {TestStores.PostgresVariable} at one, or leave it out explicitly with {TestStores.StoresVariable}=sqlite.", e);
         }
-        return new TestDatabase(kind, "postgres:" + ConnectionStringFor(name), null, name);
     }
 
     /// <summary>Opens the store this database is for (not migrated).</summary>
@@ -183,7 +177,7 @@ internal sealed class TestDatabase : IAsyncDisposable
         return connection;
     }
 
-    private static async Task<NpgsqlConnection> OpenAdminAsync()
+    internal static async Task<NpgsqlConnection> OpenAdminAsync()
     {
         var builder = new NpgsqlConnectionStringBuilder(TestStores.PostgresServer) { Database = "postgres", Pooling = false, Timeout = 30 };
         var connection = new NpgsqlConnection(builder.ConnectionString);
@@ -221,28 +215,6 @@ internal sealed class TestDatabase : IAsyncDisposable
         catch (NpgsqlException)
         {
             return false;
-        }
-    }
-
-    /// <summary>At exit, drops every database this process created and did not drop yet.</summary>
-    private static void DropAll()
-    {
-        try
-        {
-            using var admin = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(TestStores.PostgresServer)
-            {
-                Database = "postgres", Pooling = false, Timeout = 30,
-            }.ConnectionString);
-            admin.Open();
-            foreach (var name in Created)
-            {
-                using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)", admin);
-                drop.ExecuteNonQuery();
-            }
-        }
-        catch (NpgsqlException)
-        {
-            // Leftover tollgate_test_* databases are harmless; the server may already be gone.
         }
     }
 
