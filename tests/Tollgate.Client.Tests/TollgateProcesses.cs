@@ -46,6 +46,8 @@ internal static class TollgateBinary
             start.ArgumentList.Add(arg);
         start.Environment.Remove("TOLLGATE_STORE");
         start.Environment["DOTNET_NOLOGO"] = "1";
+        // No diagnostics IPC socket or debugger pipes left in /tmp by the children these tests kill (no test attaches to one).
+        start.Environment["DOTNET_EnableDiagnostics"] = "0";
         return Process.Start(start)!;
     }
 
