@@ -16,9 +16,22 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 d=${D:-5}
 W=$(mktemp -d); ceiling_tokens "$W" 16
-"${ceiling[@]}" --urls http://127.0.0.1:5400 > $W/ceil.log 2>&1 & CP=$!
+# Every process started here and every scratch PostgreSQL database is written down, because the builds run in a
+# pipeline's subshell: an A/B that ends early (Ctrl-C, a failed build) stops and drops them as a finished one does. The
+# SQLite stores go too (100 to 350 MB a run); the logs and out.txt stay.
+cleanup() {
+  [ -s $W/pids ] && kill $(cat $W/pids) 2>/dev/null
+  if [ -s $W/scratch-dbs ]; then while read -r db; do "${seeder[@]}" pg-drop --db "$db" > /dev/null; done < $W/scratch-dbs; fi
+  rm -f $W/*.db $W/*.db-*
+  echo "logs: $W" >&2
+}
+# Ctrl-C: the load tool exits cleanly on SIGINT, and a bash that sees its child exit cleanly carries on, so each
+# pipeline's subshell below needs the trap of its own (a subshell does not inherit it) to stop after that measurement.
+trap cleanup EXIT; trap 'exit 130' INT TERM
+"${ceiling[@]}" --urls http://127.0.0.1:5400 > $W/ceil.log 2>&1 & echo $! >> $W/pids
 sleep 2
 ceil() {
+  trap 'exit 130' INT TERM
   local kind
   for kind in post get; do
     load_run http://127.0.0.1:5400 $kind $W 3 -c 16 --warmup 0 > /dev/null
@@ -28,11 +41,13 @@ ceil() {
 ceil | tee $W/out.txt
 n=0
 for cfg in "$@"; do n=$((n + 1)); port=$((5400 + n)); {
+  trap 'exit 130' INT TERM
   name=${cfg%%=*}; rest=${cfg#*=}; dll=${rest%%:*}; envs=""; [[ "$rest" == *:* ]] && envs=${rest#*:}
   if [ -n "${POSTGRES:-}" ]; then bench_db=$("${seeder[@]}" pg-create --server "postgres:$POSTGRES"); served="$bench_db;Maximum Pool Size=80"
+    echo "$bench_db" >> $W/scratch-dbs
   else bench_db=sqlite:$W/$name.db; served=$bench_db; fi
   "${seeder[@]}" seed --db "$bench_db" --out $W/$name --chains 16 > /dev/null
-  env $envs dotnet $dll serve --urls http://127.0.0.1:$port --db "$served" > $W/$name.log 2>&1 & P=$!
+  env $envs dotnet $dll serve --urls http://127.0.0.1:$port --db "$served" > $W/$name.log 2>&1 & P=$!; echo $P >> $W/pids
   sleep 2; U=http://127.0.0.1:$port
   # An unmeasured pass over the writing paths first (reuse warms what they share): tiered JIT keeps compiling for seconds.
   for scenario in rotate code_exchange; do load_run $U $scenario $W/$name 3 -c 16 --warmup 0 > /dev/null; done
@@ -44,7 +59,6 @@ for cfg in "$@"; do n=$((n + 1)); port=$((5400 + n)); {
   if [ -n "${POSTGRES:-}" ]; then "${seeder[@]}" pg-drop --db "$bench_db" > /dev/null; fi
   ceil
 } | tee -a $W/out.txt; done
-kill $CP
 echo
 awk '$1 == "ceiling" { for (i = 3; i <= NF; i++) if ($i ~ /^rps=/) { v = substr($i, 5) }
                        if (pending) { for (k in res) if (kind[k] == $2) { ratio[k] = res[k] / ((before[$2] + v) / 2) } }

@@ -62,7 +62,7 @@ cleanup() {
     if [ -n "$d" ]; then "${seeder[@]}" pg-drop --db "$d" >/dev/null || echo "could not drop the scratch database $d" >&2; fi
   done
 }
-trap cleanup EXIT
+trap cleanup EXIT; trap 'exit 130' INT TERM
 
 # ---- build (Release, one invocation for all five projects) ----
 echo "building Release ..." >&2
