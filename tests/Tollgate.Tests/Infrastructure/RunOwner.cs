@@ -22,7 +22,10 @@ internal static class RunOwner
     private const string Prefix = "tollgate_test_";
     private static readonly Lazy<Task<long>> Key = new(ClaimAsync);
 
-    /// <summary>The session holding this run's lock: open until the process ends, on purpose never disposed.</summary>
+    /// <summary>
+    /// The session holding this run's lock: open until the process ends, on purpose never disposed, and held in a field
+    /// so that the collector cannot finalize its socket, which would end the session and let another run drop ours.
+    /// </summary>
     private static NpgsqlConnection? _lockSession;
 
     /// <summary>This run's key: the first call takes the lock and drops what dead runs left.</summary>
