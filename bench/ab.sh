@@ -17,7 +17,7 @@ set -uo pipefail
 d=${D:-5}
 W=$(mktemp -d); ceiling_tokens "$W" 16
 # Every process started here and every scratch PostgreSQL database is written down, because the builds run in a
-# pipeline's subshell: an A/B that ends early (Ctrl-C, a failed build) stops and drops them as a finished one does. The
+# pipeline's subshell: an A/B that ends early (Ctrl-C, TERM) stops and drops them as a finished one does. The
 # SQLite stores go too (100 to 350 MB a run); the logs and out.txt stay.
 cleanup() {
   [ -s $W/pids ] && kill $(cat $W/pids) 2>/dev/null

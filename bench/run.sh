@@ -98,9 +98,9 @@ set_phase() { echo "$1" >"$out/phase"; }
 measure() {
   local scenario=$1 system=$2 conc=$3 store=$4
   set_phase "$scenario c=$conc store=$store"
-  local line
-  if [ "$system" = ceiling ]; then line=$(load_run "$ceil_url" "$scenario" "$out" "$dur" -c "$conc" --warmup "$warmup" | tr '\n' ' ')
-  else line=$(load_run "$srv" "$scenario" "$seeds" "$dur" -c "$conc" --warmup "$warmup" | tr '\n' ' '); fi
+  local line url=$srv tokens=$seeds
+  if [ "$system" = ceiling ]; then url=$ceil_url; tokens=$out; fi
+  line=$(load_run "$url" "$scenario" "$tokens" "$dur" -c "$conc" --warmup "$warmup" | tr '\n' ' ')
   local rps p50 p99 errs
   rps=$(sed -nE 's/.*rps=([0-9]+).*/\1/p' <<<"$line"); p50=$(sed -nE 's/.*p50_ms=([0-9.naN]+).*/\1/p' <<<"$line")
   p99=$(sed -nE 's/.*p99_ms=([0-9.naN]+).*/\1/p' <<<"$line"); errs=$(sed -nE 's/.*errors=([0-9]+).*/\1/p' <<<"$line")
