@@ -32,8 +32,8 @@ public sealed class ScratchDatabaseTests
         }
         finally
         {
-            await ExecuteAsync(admin, $"DROP DATABASE IF EXISTS \"{gone}\" WITH (FORCE)");
-            await ExecuteAsync(admin, $"DROP DATABASE IF EXISTS \"{alive}\" WITH (FORCE)");
+            await TestDatabase.DropAsync(admin, gone);
+            await TestDatabase.DropAsync(admin, alive);
         }
     }
 

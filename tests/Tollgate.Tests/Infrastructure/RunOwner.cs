@@ -95,8 +95,7 @@ internal static class RunOwner
             }
             foreach (string name in names)
             {
-                await using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)", admin);
-                await drop.ExecuteNonQueryAsync();
+                await TestDatabase.DropAsync(admin, name);
             }
             await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock($1)", admin) { Parameters = { new() { Value = key } } };
             await unlock.ExecuteNonQueryAsync();

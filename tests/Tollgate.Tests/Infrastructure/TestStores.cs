@@ -177,6 +177,13 @@ internal sealed class TestDatabase : IAsyncDisposable
         return connection;
     }
 
+    /// <summary>Drops a scratch database, if it is still there. FORCE ends connections a killed child process or a pool may still hold.</summary>
+    internal static async Task DropAsync(NpgsqlConnection admin, string name)
+    {
+        await using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)", admin);
+        await drop.ExecuteNonQueryAsync();
+    }
+
     internal static async Task<NpgsqlConnection> OpenAdminAsync()
     {
         var builder = new NpgsqlConnectionStringBuilder(TestStores.PostgresServer) { Database = "postgres", Pooling = false, Timeout = 30 };
@@ -233,10 +240,8 @@ internal sealed class TestDatabase : IAsyncDisposable
         }
         if (_postgresName is not null)
         {
-            // FORCE ends connections a killed child process or a pool may still hold.
             await using var admin = await OpenAdminAsync();
-            await using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{_postgresName}\" WITH (FORCE)", admin);
-            await drop.ExecuteNonQueryAsync();
+            await DropAsync(admin, _postgresName);
         }
         else if (Directory is not null)
         {
