@@ -56,7 +56,8 @@ for cfg in "$@"; do n=$((n + 1)); port=$((5400 + n)); {
   done
   echo "$name rss_kb $(awk '/VmRSS/{print $2}' /proc/$P/status)"
   kill $P; wait $P 2>/dev/null
-  if [ -n "${POSTGRES:-}" ]; then "${seeder[@]}" pg-drop --db "$bench_db" > /dev/null; fi
+  # Dropped here, so the exit's cleanup has only a build it interrupted to drop.
+  if [ -n "${POSTGRES:-}" ]; then "${seeder[@]}" pg-drop --db "$bench_db" > /dev/null; : > $W/scratch-dbs; fi
   ceil
 } | tee -a $W/out.txt; done
 echo
