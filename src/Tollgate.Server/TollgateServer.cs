@@ -101,16 +101,10 @@ internal static class TollgateServer
         {
             app.Logger.LogWarning("Tollgate:MasterKey is not set: access-token keys are stored unencrypted (see docs/configuration.md)");
         }
-        if (store is Storage.Postgres.PostgresTokenStore postgres)
+        var risks = await store.DescribeRisksAsync(ct);
+        foreach (string warning in risks.ConnectionBudget is { } overBudget ? [overBudget, .. risks.Durability] : risks.Durability)
         {
-            if (await postgres.DescribeConnectionBudgetAsync(ct) is { } overBudget)
-            {
-                app.Logger.LogWarning("{Warning}", overBudget);
-            }
-            foreach (string risk in await postgres.DescribeDurabilityRisksAsync(ct))
-            {
-                app.Logger.LogWarning("{Warning}", risk);
-            }
+            app.Logger.LogWarning("{Warning}", warning);
         }
 
         var limits = options.Limits;

@@ -553,11 +553,11 @@ public sealed class PostgresStoreTests
         await using var oversized = PostgresTokenStore.Open(location + ";Maximum Pool Size=1000");
         await using var modest = PostgresTokenStore.Open(location + ";Maximum Pool Size=10");
 
-        string? warning = await oversized.DescribeConnectionBudgetAsync(CancellationToken.None);
+        string? warning = (await oversized.DescribeRisksAsync(CancellationToken.None)).ConnectionBudget;
 
         Assert.NotNull(warning);
         Assert.Contains("Maximum Pool Size 1000", warning, StringComparison.Ordinal);
         Assert.Contains("53300", warning, StringComparison.Ordinal);
-        Assert.Null(await modest.DescribeConnectionBudgetAsync(CancellationToken.None));
+        Assert.Null((await modest.DescribeRisksAsync(CancellationToken.None)).ConnectionBudget);
     }
 }

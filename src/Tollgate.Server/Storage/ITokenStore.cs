@@ -17,6 +17,13 @@ internal partial interface ITokenStore : IAsyncDisposable
 
     Task<SchemaStatus> GetSchemaStatusAsync(CancellationToken ct);
 
+    /// <summary>
+    /// What an operator should hear about the database under this store before it holds anyone's tokens: settings
+    /// under which an answered token could be lost, and a pool bigger than the database admits. Advice only: a
+    /// database that cannot be asked gives none, and its errors surface on real requests.
+    /// </summary>
+    Task<StoreRisks> DescribeRisksAsync(CancellationToken ct);
+
     // ---- Security profiles (clients) ----
 
     Task<Profile?> FindProfileAsync(string clientId, CancellationToken ct);

@@ -165,10 +165,8 @@ internal static class AdminCommands
         status.SetAction((parsed, ct) => StoreScope.RunAsync(parsed.GetValue(statusDb), async store =>
         {
             // SQLite's durability is Tollgate's own (synchronous=FULL, always); PostgreSQL's rests on the server's settings too.
-            IReadOnlyList<string> risks = store is Server.Storage.Postgres.PostgresTokenStore postgres
-                ? await postgres.DescribeDurabilityRisksAsync(ct)
-                : [];
-            return await PrintStatusAsync(await store.GetSchemaStatusAsync(ct), risks);
+            var risks = await store.DescribeRisksAsync(ct);
+            return await PrintStatusAsync(await store.GetSchemaStatusAsync(ct), risks.Durability);
         }));
         var pruneDb = TollgateCli.DbOption();
         var prune = new Command("prune",

@@ -94,73 +94,59 @@ internal sealed partial class PostgresTokenStore : ITokenStore
     }
 
     /// <summary>
-    /// A warning when this node's pool can ask for more connections than PostgreSQL admits, else null. Past
-    /// <c>max_connections</c> (less the slots reserved for superusers) PostgreSQL refuses new connections with 53300,
-    /// which the store retries and then answers 503: a load-dependent outage that a start-up check can name in advance.
-    /// </summary>
-    public async Task<string?> DescribeConnectionBudgetAsync(CancellationToken ct)
-    {
-        try
-        {
-            await using var connection = await _dataSource.OpenConnectionAsync(ct);
-            long admitted = (long)(await ScalarAsync(connection, null, ct,
-                "SELECT current_setting('max_connections')::bigint - current_setting('superuser_reserved_connections')::bigint"))!;
-            int pool = new NpgsqlConnectionStringBuilder(_dataSource.ConnectionString).MaxPoolSize;
-            // + 1: the connection that LISTENs for profile changes lives outside the pool's work.
-            return pool + 1 <= admitted ? null
-                : $"Maximum Pool Size {pool}, plus the listening connection, is more than PostgreSQL admits ({admitted}: max_connections "
-                  + "less the superuser reserve): under load new connections will be refused (53300) and requests answered 503. Keep the "
-                  + "nodes' pools, one more connection each, and admin sessions below it; see Sizing in docs/multi-node.md.";
-        }
-        catch (Exception e) when (e is NpgsqlException or InvalidCastException)
-        {
-            return null; // the check is advice; the store's own errors surface on real requests
-        }
-    }
-
-    /// <summary>
-    /// A warning for each setting under which a token this node answers could be lost, or the database corrupted, when
-    /// the database machine crashes or loses power; empty when there is none. Tollgate forces
+    /// Two start-up checks, read in one query. The pool: past <c>max_connections</c> (less the slots reserved for
+    /// superusers) PostgreSQL refuses new connections with 53300, which the store retries and then answers 503, a
+    /// load-dependent outage a start-up check can name in advance. Durability: Tollgate forces
     /// <c>synchronous_commit = on</c> in its own sessions, but its connection string may override that, and <c>fsync</c>
     /// and <c>full_page_writes</c> are the server's: an operator who turned them off for a fast throwaway database
     /// (common in CI) should be told before that database holds anyone's tokens. The kill tests cannot tell these apart
     /// from a durable setup; only a power cut shows them (<c>..._survives_a_power_cut_of_the_PostgreSQL_machine</c>).
     /// </summary>
-    public async Task<IReadOnlyList<string>> DescribeDurabilityRisksAsync(CancellationToken ct)
+    public async Task<StoreRisks> DescribeRisksAsync(CancellationToken ct)
     {
+        long admitted;
         string fsync, fullPageWrites, synchronousCommit;
         try
         {
             await using var connection = await _dataSource.OpenConnectionAsync(ct);
-            await using var command = Sql(connection, null,
-                "SELECT current_setting('fsync'), current_setting('full_page_writes'), current_setting('synchronous_commit')");
+            await using var command = Sql(connection, null, """
+                SELECT current_setting('max_connections')::bigint - current_setting('superuser_reserved_connections')::bigint,
+                       current_setting('fsync'), current_setting('full_page_writes'), current_setting('synchronous_commit')
+                """);
             await using var reader = await command.ExecuteReaderAsync(ct);
             await reader.ReadAsync(ct);
-            (fsync, fullPageWrites, synchronousCommit) = (reader.GetString(0), reader.GetString(1), reader.GetString(2));
+            (admitted, fsync, fullPageWrites, synchronousCommit) = (reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3));
         }
         catch (Exception e) when (e is NpgsqlException or InvalidCastException)
         {
-            return []; // the check is advice; the store's own errors surface on real requests
+            return StoreRisks.None; // the checks are advice; the store's own errors surface on real requests
         }
-        List<string> risks = [];
+
+        int pool = new NpgsqlConnectionStringBuilder(_dataSource.ConnectionString).MaxPoolSize;
+        // + 1: the connection that LISTENs for profile changes lives outside the pool's work.
+        string? overBudget = pool + 1 <= admitted ? null
+            : $"Maximum Pool Size {pool}, plus the listening connection, is more than PostgreSQL admits ({admitted}: max_connections "
+              + "less the superuser reserve): under load new connections will be refused (53300) and requests answered 503. Keep the "
+              + "nodes' pools, one more connection each, and admin sessions below it; see Sizing in docs/multi-node.md.";
+        List<string> durability = [];
         if (fsync == "off")
         {
-            risks.Add("PostgreSQL runs with fsync=off: it never forces its writes to disk, so if the database machine crashes or "
-                      + "loses power, tokens this node answered are lost and the database itself may be corrupt. Fine for a "
-                      + "throwaway test database, never for one that holds real tokens.");
+            durability.Add("PostgreSQL runs with fsync=off: it never forces its writes to disk, so if the database machine crashes or "
+                           + "loses power, tokens this node answered are lost and the database itself may be corrupt. Fine for a "
+                           + "throwaway test database, never for one that holds real tokens.");
         }
         if (fullPageWrites == "off")
         {
-            risks.Add("PostgreSQL runs with full_page_writes=off: a page half-written when the database machine loses power "
-                      + "cannot be repaired from the WAL, unless its file system never tears a page (ZFS, for one).");
+            durability.Add("PostgreSQL runs with full_page_writes=off: a page half-written when the database machine loses power "
+                           + "cannot be repaired from the WAL, unless its file system never tears a page (ZFS, for one).");
         }
         if (synchronousCommit == "off")
         {
-            risks.Add("The connection string sets synchronous_commit=off: PostgreSQL acknowledges a commit before it is on disk, "
-                      + "so tokens this node answered in the last moments before a crash of PostgreSQL are lost. Remove the "
-                      + "setting: Tollgate's sessions otherwise commit synchronously whatever the server's default.");
+            durability.Add("The connection string sets synchronous_commit=off: PostgreSQL acknowledges a commit before it is on disk, "
+                           + "so tokens this node answered in the last moments before a crash of PostgreSQL are lost. Remove the "
+                           + "setting: Tollgate's sessions otherwise commit synchronously whatever the server's default.");
         }
-        return risks;
+        return new StoreRisks(durability, overBudget);
     }
 
     // ---- Plumbing: transactions with retries ----

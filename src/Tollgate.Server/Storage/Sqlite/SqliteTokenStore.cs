@@ -61,6 +61,9 @@ internal sealed partial class SqliteTokenStore : ITokenStore
     public Task<SchemaStatus> GetSchemaStatusAsync(CancellationToken ct) =>
         Task.FromResult(_readers.Read(s => new SchemaStatus(SqliteMigrations.ReadVersion(s), SqliteMigrations.LatestVersion)));
 
+    /// <summary>None: every connection sets <c>synchronous = FULL</c> itself (SqliteSession), and no server limits connections.</summary>
+    public Task<StoreRisks> DescribeRisksAsync(CancellationToken ct) => Task.FromResult(StoreRisks.None);
+
     // ---- Profiles ----
 
     public Task<Profile?> FindProfileAsync(string clientId, CancellationToken ct) => Task.FromResult(_readers.Read(s =>
