@@ -375,10 +375,10 @@ public sealed class CliTests : IDisposable
 
     /// <summary>
     /// Codes for the support page's client and user, minted as `tollgate code issue` mints them, without a process per
-    /// code. A few at a time: all 3,000 at once would fill PostgreSQL's whole pool with inserts that queue on the lock
-    /// that extends the table, and on the power-cut disk, where each extension is a slow write, the last in that queue
-    /// waited past the store's 3 s <c>lock_timeout</c> (55P03) on a slower CI machine. Nothing under test: the server
-    /// itself never sends a pool's worth of inserts at once.
+    /// code. A few at a time: all 3,000 at once kept the store's whole pool of 100 connections inserting, queued on the
+    /// lock that extends the table, and on the power-cut disk, where each extension is a slow write through FUSE, the
+    /// last in that queue waited past the store's 3 s <c>lock_timeout</c> (55P03) on a slower CI machine. That queue
+    /// is the test disk's, not what these tests are about (see docs/multi-node.md on lock_timeout).
     /// </summary>
     private static async Task<string[]> IssueCodesAsync(ITokenStore store, int count)
     {
