@@ -102,9 +102,13 @@ internal static class TollgateServer
             app.Logger.LogWarning("Tollgate:MasterKey is not set: access-token keys are stored unencrypted (see docs/configuration.md)");
         }
         var risks = await store.DescribeRisksAsync(ct);
-        foreach (string warning in risks.ConnectionBudget is { } overBudget ? [overBudget, .. risks.Durability] : risks.Durability)
+        if (risks.ConnectionBudget is { } overBudget)
         {
-            app.Logger.LogWarning("{Warning}", warning);
+            app.Logger.LogWarning("{Warning}", overBudget);
+        }
+        foreach (string risk in risks.Durability)
+        {
+            app.Logger.LogWarning("{Warning}", risk);
         }
 
         var limits = options.Limits;

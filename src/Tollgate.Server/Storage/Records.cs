@@ -144,6 +144,7 @@ internal sealed record AuditRecord(long Id, AuditEvent Event);
 
 /// <summary>Filters for listing the audit trail; null matches everything. Newest first.</summary>
 internal sealed record AuditQuery(DateTimeOffset? Since, string? ClientId, string? Event, int Limit);
+
 /// <summary>
 /// <see cref="ITokenStore.DescribeRisksAsync"/>'s findings: one sentence per setting that could lose answered tokens in a
 /// crash or power cut (what <c>tollgate db status</c> lists as <c>durability_risks</c>), and a warning when the pool can
